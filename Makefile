@@ -1,0 +1,53 @@
+# rewire: one command to regenerate every result, one to test everything.
+#   make repro   set up .venv, prepare the data, run the DVC pipeline at the `cpu` scale
+#   make test    set up .venv, prepare the data, unit tests + every notebook at `smoke` scale
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+# Data source: an explicit archive wins; otherwise the offline copy beside the repository,
+# if present; otherwise `rewire.data` downloads the official release (see README, "Data").
+SHARED_ARCHIVE := $(abspath ../shared/datasets/cifar10-jpeg.tar.gz)
+REWIRE_DATA_ARCHIVE ?= $(if $(wildcard $(SHARED_ARCHIVE)),$(SHARED_ARCHIVE),)
+export REWIRE_DATA_ARCHIVE
+
+.PHONY: help venv data repro test unit notebooks lab benchmark clean-results
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(VENV)/.installed ## create or update .venv with the pinned dependencies and rewire (editable)
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (rewire)" >/dev/null
+	@touch $@
+
+data: venv ## prepare the CIFAR-10 cache in data/cifar10 (cache > REWIRE_DATA_ARCHIVE > download)
+	python -m rewire.data prepare --dataset cifar10 --root data
+
+repro: venv data ## regenerate every result with `dvc repro` (scale from params.yaml, default cpu)
+	dvc repro
+
+test: venv data ## unit tests + `pytest --nbval` over every notebook at smoke scale (what CI runs)
+	TQDM_DISABLE=1 python -m pytest --nbval
+
+unit: venv ## unit tests only (no data needed)
+	TQDM_DISABLE=1 python -m pytest tests
+
+lab: venv data ## JupyterLab on the venv's kernel
+	jupyter lab --notebook-dir=notebooks
+
+benchmark: venv data ## run the benchmarks in benchmarks/ and write their JSON results
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+clean-results: ## delete pipeline products (results/, checkpoints/); data/ and .venv stay
+	rm -rf results checkpoints
