@@ -22,3 +22,12 @@ def test_failure_keeps_the_previous_file(tmp_path):
             raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    path = write_json(tmp_path / "m.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

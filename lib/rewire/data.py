@@ -363,19 +363,20 @@ def crop_and_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, f
     """
     b, c, h, w = images.shape
     device = images.device
+    hp, wp = h + 2 * padding, w + 2 * padding
     if padding > 0:
-        padded = images.new_zeros((b, c, h + 2 * padding, w + 2 * padding))
+        padded = images.new_zeros((b, c, hp, wp))
         padded[:, :, padding:padding + h, padding:padding + w] = images
     else:
-        padded = images
+        padded = images.contiguous()
     ar_h = torch.arange(h, device=device)
     ar_w = torch.arange(w, device=device)
     rows = top.to(device=device, dtype=torch.long)[:, None] + ar_h  # [B, H]
     cols = left.to(device=device, dtype=torch.long)[:, None] + torch.where(
         flip.to(device=device, dtype=torch.bool)[:, None], (w - 1) - ar_w, ar_w)  # [B, W]
-    bi = torch.arange(b, device=device)[:, None, None, None]
-    ci = torch.arange(c, device=device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+    # One gather over the flattened padded planes (several times faster than 4-D advanced indexing).
+    flat = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.view(b, c, hp * wp).gather(2, flat).view(b, c, h, w)
 
 
 class BatchLoader:
@@ -726,11 +727,12 @@ def _decode_image(data: bytes, image_size: int | None) -> tuple[np.ndarray, str]
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
+        img.load()
         fmt = img.format or "unknown"
-        rgb = img.convert("RGB")
-    if image_size is not None:
-        rgb = _resize_and_centre_crop(rgb, image_size)
-    return np.asarray(rgb, dtype=np.uint8), fmt
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        if image_size is not None:
+            rgb = _resize_and_centre_crop(rgb, image_size)
+        return np.array(rgb, dtype=np.uint8), fmt
 
 
 def _read_image_folder(source: _Source, layout: _Layout, dataset: str, image_size: int | None):

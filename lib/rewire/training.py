@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars everywhere: in a terminal, in JupyterLab and in papermill logs
 
 from rewire import checkpoint, schedules
 from rewire.io import write_json
@@ -267,8 +267,10 @@ class Trainer:
             epochs.set_postfix(loss=f"{record['train_loss']:.3f}", top1=f"{record['test_top1']:.1f}")
         return self.history
 
-    def _progress_disabled(self) -> bool | None:
-        return None if self.progress is None else not self.progress  # None: tqdm decides (TQDM_DISABLE, no tty)
+    def _progress_disabled(self) -> bool:
+        if self.progress is None:  # default: bars on (also inside notebooks), off when TQDM_DISABLE is set (CI)
+            return os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+        return not self.progress
 
     def _train_one_epoch(self) -> dict[str, Any]:
         for cb in self.callbacks:

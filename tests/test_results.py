@@ -1,0 +1,45 @@
+"""Every artefact carries its provenance: scale, seeds, data source, device, commit."""
+
+import json
+
+import pandas as pd
+import torch
+
+from rewire import plotting, results
+
+
+def label():
+    return results.run_label(scale="cpu", seeds=[0, 1], device=torch.device("cpu"),
+                             data_source={"kind": "jpeg-copy", "description": "lossy JPEG copy"})
+
+
+def test_label_names_scale_seeds_source_and_device():
+    lab = label()
+    assert lab["scale"] == "cpu" and lab["seeds"] == [0, 1]
+    assert lab["data_source"] == "jpeg-copy" and lab["data_source_description"] == "lossy JPEG copy"
+    assert lab["device"].startswith("cpu") and lab["torch"] == torch.__version__
+    assert lab["commit"]
+
+
+def test_metrics_and_tables_carry_the_label(tmp_path):
+    lab = label()
+    metrics = json.loads(results.write_metrics(tmp_path / "metrics.json", {"top1": 91.5}, lab).read_text())
+    assert metrics == {"label": lab, "top1": 91.5}
+    table = pd.DataFrame({"method": ["dense", "dnw"], "top1": [90.0, 91.25]})
+    csv_path, md_path = results.write_table(table, tmp_path, "table", lab, title="Table 1")
+    csv = pd.read_csv(csv_path)
+    assert list(csv.columns) == ["method", "top1", "scale", "seeds", "data_source"]
+    assert set(csv["scale"]) == {"cpu"} and set(csv["seeds"]) == {"0 1"} and set(csv["data_source"]) == {"jpeg-copy"}
+    markdown = md_path.read_text()
+    assert markdown.startswith("### Table 1")
+    assert "scale **cpu**" in markdown and "seeds 0, 1" in markdown and "jpeg-copy" in markdown
+    assert "91.25" in markdown
+
+
+def test_learning_curve_figure_is_written_as_png_with_caption(tmp_path):
+    history = pd.DataFrame({"epoch": [1, 2, 1, 2], "seed": [0, 0, 1, 1], "test_top1": [30.0, 40, 32, 41],
+                            "train_loss": [2.0, 1.5, 2.1, 1.4]})
+    fig = plotting.learning_curves(history, label())
+    assert plotting.caption(label()) in [t.get_text() for t in fig.texts]
+    path = plotting.save_figure(fig, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
