@@ -36,6 +36,7 @@ data: venv ## prepare the CIFAR-10 cache in data/cifar10 (cache > REWIRE_DATA_AR
 
 repro: venv data ## regenerate every result with `dvc repro` (scale from params.yaml, default cpu)
 	dvc repro
+	python -m rewire.report
 
 test: venv data ## unit tests + `pytest --nbval` over every notebook at smoke scale (what CI runs)
 	TQDM_DISABLE=1 python -m pytest --nbval

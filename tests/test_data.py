@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 
 from rewire import data as rdata
+from rewire.data import cache as rcache
+from rewire.data import sources as rsources
 from rewire.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -42,8 +44,8 @@ from rewire.data import (
 )
 
 REAL_ARCHIVE = Path("/work/shared/datasets/cifar10-jpeg.tar.gz")
-LIB = Path(rdata.__file__).resolve().parents[1]
-ORIGINAL_DOWNLOAD = rdata._download_official
+LIB = Path(rdata.__file__).resolve().parents[2]
+ORIGINAL_DOWNLOAD = rcache._download_official
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +56,7 @@ def isolated_sources(monkeypatch):
     def no_network(dataset, workdir):
         raise ConnectionError("simulated: no route to host")
 
-    monkeypatch.setattr(rdata, "_download_official", no_network)
+    monkeypatch.setattr(rcache, "_download_official", no_network)
 
 
 # ----------------------------------------------------------------------------- builders
@@ -322,7 +324,7 @@ def test_existing_cache_is_reused_without_touching_the_archive(tmp_path, cifar10
     def must_not_read(*args, **kwargs):
         raise AssertionError("the archive was read although a valid cache exists")
 
-    monkeypatch.setattr(rdata, "_open_source", must_not_read)
+    monkeypatch.setattr(rsources, "_open_source", must_not_read)
     assert prepare("cifar10", root, archive=tarball, download=False) == path
     ds = load("cifar10", root, archive=tarball, download=False)
     assert torch.equal(ds.train_images, torch.from_numpy(content[0]))
@@ -379,7 +381,7 @@ def test_torchvision_download_is_the_last_resort(tmp_path, cifar10_tarball, monk
             with tarfile.open(tarball) as tar:
                 tar.extractall(root, filter="data")
 
-    monkeypatch.setattr(rdata, "_download_official", ORIGINAL_DOWNLOAD)
+    monkeypatch.setattr(rcache, "_download_official", ORIGINAL_DOWNLOAD)
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
     root = tmp_path / "data"
     ds = load("cifar10", root, download=True)
@@ -421,7 +423,7 @@ def test_interrupted_decoding_leaves_no_cache(tmp_path, monkeypatch):
     write_image_folder(tmp_path / "tree", {
         "train": {c: {str(k): np.full((4, 4, 3), k, np.uint8) for k in range(3)} for c in ("a", "b")},
         "test": {c: {"0": np.zeros((4, 4, 3), np.uint8)} for c in ("a", "b")}}, "png")
-    real_decode = rdata._decode_image
+    real_decode = rsources._decode_image
     count = {"n": 0}
 
     def crashing_decode(data, image_size):
@@ -430,19 +432,19 @@ def test_interrupted_decoding_leaves_no_cache(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # e.g. Ctrl-C halfway through
         return real_decode(data, image_size)
 
-    monkeypatch.setattr(rdata, "_decode_image", crashing_decode)
+    monkeypatch.setattr(rsources, "_decode_image", crashing_decode)
     root = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
         prepare("toy", root, archive=tmp_path / "tree", download=False)
     assert not (root / "toy").exists() and leftovers(root) == []
 
-    monkeypatch.setattr(rdata, "_decode_image", real_decode)
+    monkeypatch.setattr(rsources, "_decode_image", real_decode)
     assert load("toy", root, archive=tmp_path / "tree", download=False).train_images.shape == (6, 3, 4, 4)
 
 
 def test_interrupted_writing_leaves_no_cache(tmp_path, cifar10_tarball, monkeypatch):
     tarball, _ = cifar10_tarball
-    real_write = rdata._write_npy
+    real_write = rcache._write_npy
     written = []
 
     def crashing_write(path, array):
@@ -451,7 +453,7 @@ def test_interrupted_writing_leaves_no_cache(tmp_path, cifar10_tarball, monkeypa
         written.append(path)
         return real_write(path, array)
 
-    monkeypatch.setattr(rdata, "_write_npy", crashing_write)
+    monkeypatch.setattr(rcache, "_write_npy", crashing_write)
     root = tmp_path / "data"
     with pytest.raises(OSError, match="disk full"):
         prepare("cifar10", root, archive=tarball, download=False)
@@ -719,16 +721,16 @@ def test_cli_exit_status_without_data(tmp_path):
 
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="the shared CIFAR-10 JPEG archive is not on this machine")
 def test_real_jpeg_archive_layout_is_detected():
-    source = rdata._open_source(REAL_ARCHIVE, str(REAL_ARCHIVE))
+    source = rsources._open_source(REAL_ARCHIVE, str(REAL_ARCHIVE))
     try:
-        layout = rdata._choose_layout(rdata._detect_layouts(source.files()), "cifar10", source)
+        layout = rsources._choose_layout(rsources._detect_layouts(source.files()), "cifar10", source)
         assert (layout.kind, layout.prefix, layout.test_folder) == ("image-folder", "cifar10", "test")
         assert tuple(sorted(layout.splits["train"])) == CIFAR10_CLASSES
         assert {len(v) for v in layout.splits["train"].values()} == {5000}
         assert {len(v) for v in layout.splits["test"].values()} == {1000}
         few = sorted(layout.splits["test"]["airplane"])[:3]
         for _, blob in source.read_many(few):
-            pixels, fmt = rdata._decode_image(blob, None)
+            pixels, fmt = rsources._decode_image(blob, None)
             assert pixels.shape == (32, 32, 3) and fmt == "JPEG"
     finally:
         source.close()

@@ -99,3 +99,47 @@ def test_committed_notebooks_carry_the_smoke_values_and_no_outputs():
 
 def test_the_default_scale_of_the_pipeline_is_cpu():
     assert params.load(ROOT / "params.yaml")["scale"] == "cpu"
+
+
+def rewire_imports(source: str) -> set[str]:
+    import ast
+
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rewire"):
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names if alias.name.startswith("rewire"))
+    return modules
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT / "lib" / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None  # a name imported from a module, not a module
+
+
+def test_each_stage_depends_on_every_library_file_its_notebook_uses():
+    """A library change that can alter a stage's results must make DVC rerun that stage."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, notebook, _ in pipeline_stages():
+        deps = [ROOT / d for d in stages[name]["deps"]]
+        nb = nbformat.read(notebook, as_version=4)
+        pending = set().union(*(rewire_imports(c.source) for c in nb.cells if c.cell_type == "code"))
+        pending.add("rewire.pipeline")
+        files, seen = set(), set()
+        while pending:
+            module = pending.pop()
+            seen.add(module)
+            path = module_file(module)
+            if path is None:
+                continue
+            files.add(path)
+            pending |= rewire_imports(path.read_text()) - seen
+        files.discard(ROOT / "lib" / "rewire" / "__init__.py")  # version string only
+        uncovered = [str(f.relative_to(ROOT)) for f in sorted(files)
+                     if not any(f == d or d in f.parents for d in deps)]
+        assert not uncovered, f"dvc.yaml stage '{name}' misses deps: {uncovered}"

@@ -1,0 +1,65 @@
+"""Copy the pipeline's tables and figures into README.md, so its numbers are never typed by hand.
+
+``python -m rewire.report`` (run by ``make repro`` after ``dvc repro``) replaces the
+text between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
+with, for every stage listed in ``STAGES`` whose results exist, its Markdown table
+(which already names scale, seeds and data source) and its figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rewire.io import write_text
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+# stage -> (heading, table file, figure file), in the order of the README
+STAGES = {
+    "quickstart": ("Quickstart (end-to-end check, no paper number)", "summary.md", "learning_curves.png"),
+}
+
+
+def results_section(results_dir: Path) -> str:
+    parts = []
+    for stage, (heading, table, figure) in STAGES.items():
+        stage_dir = results_dir / stage
+        if not (stage_dir / table).exists():
+            parts.append(f"#### {heading}\n\nNot run yet: `dvc repro {stage}`.\n")
+            continue
+        body = (stage_dir / table).read_text(encoding="utf-8").strip()
+        body = body.replace("### ", "#### ", 1)
+        parts.append(f"{body}\n\n![{heading}]({(stage_dir / figure).as_posix()})\n")
+    return "\n".join(parts)
+
+
+def update_readme(readme: Path, results_dir: Path) -> bool:
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no '{START}' ... '{END}' markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    updated = f"{head}{START}\n{results_section(results_dir)}{END}{tail}"
+    if updated != text:
+        write_text(readme, updated)
+    return updated != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rewire.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+    try:
+        changed = update_readme(Path(args.readme), Path(args.results))
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: results section {'updated' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

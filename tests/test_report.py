@@ -1,0 +1,31 @@
+"""README's results section is generated from the pipeline's tables."""
+
+import pytest
+
+from rewire import report
+
+
+def test_results_section_copies_the_stage_table_and_figure(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nfooter\n")
+    (tmp_path / "results" / "quickstart").mkdir(parents=True)
+    (tmp_path / "results" / "quickstart" / "summary.md").write_text("### Quickstart\n\nscale **cpu**\n\n| a |\n|---|\n| 1 |\n")
+    assert report.update_readme(readme, tmp_path / "results") is True
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("footer\n") and "old" not in text
+    assert "#### Quickstart" in text and "scale **cpu**" in text and "learning_curves.png" in text
+    assert report.update_readme(readme, tmp_path / "results") is False  # idempotent
+
+
+def test_missing_results_say_how_to_make_them(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}{report.END}")
+    report.update_readme(readme, tmp_path / "results")
+    assert "dvc repro quickstart" in readme.read_text()
+
+
+def test_readme_without_markers_is_an_error(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        report.update_readme(readme, tmp_path)
