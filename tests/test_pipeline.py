@@ -1,6 +1,7 @@
 """Executing a notebook as a stage: params injected, artefacts moved in only on success."""
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -23,6 +24,9 @@ def test_success_writes_the_executed_notebook_and_artefacts(tmp_path):
     injected = [c for c in nbformat.read(executed, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "epochs = 2" in injected[0].source
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["toy"]  # no staging directory left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not the private mode of a temporary directory
 
 
 def test_failure_leaves_no_results_and_keeps_the_failed_notebook(tmp_path):

@@ -10,10 +10,13 @@ def test_results_section_copies_the_stage_table_and_figure(tmp_path):
     readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nfooter\n")
     (tmp_path / "results" / "quickstart").mkdir(parents=True)
     (tmp_path / "results" / "quickstart" / "summary.md").write_text("### Quickstart\n\nscale **cpu**\n\n| a |\n|---|\n| 1 |\n")
+    (tmp_path / "results" / "quickstart" / "learning_curves.png").write_bytes(b"png")
     assert report.update_readme(readme, tmp_path / "results") is True
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("footer\n") and "old" not in text
-    assert "#### Quickstart" in text and "scale **cpu**" in text and "learning_curves.png" in text
+    assert "#### Quickstart" in text and "scale **cpu**" in text
+    assert "](reports/figures/quickstart_learning_curves.png)" in text
+    assert (tmp_path / "reports" / "figures" / "quickstart_learning_curves.png").read_bytes() == b"png"
     assert report.update_readme(readme, tmp_path / "results") is False  # idempotent
 
 

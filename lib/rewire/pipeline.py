@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -51,7 +52,10 @@ def run_notebook(
             raise params_module.ParamsError(f"{notebook} must declare '{reserved}' in its parameters cell")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".tmp-{out_dir.name}-*"):  # left by a run killed with SIGKILL
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; results are meant to be shared
     parameters = {**values, "scale": scale, "out_dir": str(staging.resolve())}
     if "checkpoint_dir" in declared:
         parameters["checkpoint_dir"] = str((Path(checkpoint_root) / stage).resolve())
@@ -85,6 +89,16 @@ def run_notebook(
             shutil.rmtree(staging)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rewire.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", help="notebook to execute, e.g. notebooks/00_quickstart.ipynb")
@@ -94,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # A killed stage (Ctrl-C, SIGTERM from a scheduler or `kill`) still removes its staging directory.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         path = run_notebook(args.notebook, args.stage, args.out, params_path=args.params, scale=args.scale)
     except (params_module.ParamsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"error: stage '{args.stage}' interrupted; nothing was written to {args.out}", file=sys.stderr)
+        return 130
     except Exception as error:  # papermill's execution error already names the cell and the exception
         print(f"error: stage '{args.stage}' failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}", file=sys.stderr)
         return 1

@@ -3,12 +3,15 @@
 ``python -m rewire.report`` (run by ``make repro`` after ``dvc repro``) replaces the
 text between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
 with, for every stage listed in ``STAGES`` whose results exist, its Markdown table
-(which already names scale, seeds and data source) and its figure.
+(which already names scale, seeds and data source) and its figure. ``results/`` is
+DVC's (cached, not in git), so figures are copied to ``reports/figures/``, which is
+committed and which the README links to.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,7 +25,7 @@ STAGES = {
 }
 
 
-def results_section(results_dir: Path) -> str:
+def results_section(results_dir: Path, figures_dir: Path, relative_to: Path) -> str:
     parts = []
     for stage, (heading, table, figure) in STAGES.items():
         stage_dir = results_dir / stage
@@ -31,17 +34,23 @@ def results_section(results_dir: Path) -> str:
             continue
         body = (stage_dir / table).read_text(encoding="utf-8").strip()
         body = body.replace("### ", "#### ", 1)
-        parts.append(f"{body}\n\n![{heading}]({(stage_dir / figure).as_posix()})\n")
+        parts.append(body + "\n")
+        if (stage_dir / figure).exists():
+            copy = figures_dir / f"{stage}_{figure}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stage_dir / figure, copy)
+            parts.append(f"![{heading}]({copy.resolve().relative_to(relative_to.resolve()).as_posix()})\n")
     return "\n".join(parts)
 
 
-def update_readme(readme: Path, results_dir: Path) -> bool:
+def update_readme(readme: Path, results_dir: Path, figures_dir: Path | None = None) -> bool:
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise ValueError(f"{readme} has no '{START}' ... '{END}' markers")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    updated = f"{head}{START}\n{results_section(results_dir)}{END}{tail}"
+    figures_dir = figures_dir if figures_dir is not None else readme.parent / "reports" / "figures"
+    updated = f"{head}{START}\n{results_section(results_dir, figures_dir, readme.parent)}{END}{tail}"
     if updated != text:
         write_text(readme, updated)
     return updated != text
@@ -51,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rewire.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--results", default="results")
+    parser.add_argument("--figures", default="reports/figures")
     args = parser.parse_args(argv)
     try:
-        changed = update_readme(Path(args.readme), Path(args.results))
+        changed = update_readme(Path(args.readme), Path(args.results), Path(args.figures))
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
