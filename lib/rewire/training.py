@@ -276,7 +276,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_start(self)
         self.model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = None  # accumulated on the training device: no host synchronisation per step
         seen = 0
         data_seconds = 0.0
         started = time.perf_counter()
@@ -306,7 +306,8 @@ class Trainer:
             self.global_step += 1
             for cb in self.callbacks:
                 cb.on_batch_end(self, loss)
-            loss_sum += loss.detach().to("cpu", torch.float64) * targets.numel()
+            batch_loss = loss.detach().double() * targets.numel()
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
             seen += targets.numel()
             batches.update()
         batches.close()
@@ -317,7 +318,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.global_step,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train_loss": float(loss_sum / max(seen, 1)),
+            "train_loss": float(loss_sum) / seen,
             **{f"test_{k}": v for k, v in evaluation.items()},
             "train_seconds": train_seconds,
             "data_seconds": data_seconds,
