@@ -22,6 +22,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 # stage -> (heading, table file, figure file), in the order of the README
 STAGES = {
     "quickstart": ("Quickstart (end-to-end check, no paper number)", "summary.md", "learning_curves.png"),
+    "tiny_graphs": ("DNW Table 1: tiny neural graphs, RG vs DNW", "table1.md", "accuracy.png"),
 }
 
 
