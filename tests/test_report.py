@@ -32,3 +32,18 @@ def test_readme_without_markers_is_an_error(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         report.update_readme(readme, tmp_path)
+
+
+def test_committed_sections_are_kept_for_stages_not_rerun_here(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}{report.END}")
+    sections = tmp_path / "reports" / "sections"
+    sections.mkdir(parents=True)
+    (sections / "tiny_graphs.md").write_text("#### DNW Table 1\n\nscale **cpu** (committed)\n")
+    (tmp_path / "results" / "dpf_sweeps").mkdir(parents=True)
+    (tmp_path / "results" / "dpf_sweeps" / "table2.md").write_text("### DPF Table 2\n\nscale **cpu**\n")
+    report.update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert "scale **cpu** (committed)" in text  # kept, not replaced by "Not run yet"
+    assert "#### DPF Table 2" in text and (sections / "dpf_sweeps.md").read_text().startswith("#### DPF Table 2")
+    assert "dvc repro quickstart" in text

@@ -60,6 +60,20 @@ def stage_values(
     return scale, values
 
 
+def shared_values(names, path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    """The keys of the top-level mappings ``names`` (blocks shared by every scale, e.g. ``dpf_grid``)."""
+    if not names:
+        return {}
+    params = load(path)
+    merged: dict[str, Any] = {}
+    for name in names:
+        block = params.get(name)
+        if name in SCALES or not isinstance(block, dict):
+            raise ParamsError(f"{path}: '{name}' is not a top-level mapping shared by all scales")
+        merged.update(block)
+    return merged
+
+
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Parameters declared in the notebook's ``parameters`` cell: name -> {type, default}."""
     import papermill

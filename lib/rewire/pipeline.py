@@ -2,7 +2,9 @@
 
 What it does, in order:
 
-1. reads ``params.yaml``, picks the active scale and the stage's block, and checks
+1. reads ``params.yaml``, picks the active scale and the stage's block (plus the keys of
+   any top-level mapping named with ``--shared``, such as the sweep grid ``dpf_grid``, and the
+   scale-independent strings given with ``--set NAME=VALUE``), and checks
    every value against the notebook's ``parameters`` cell (``rewire.params``);
 2. runs the notebook with papermill (kernel ``python3``, working directory the
    notebook's folder), injecting the block plus ``scale``, ``out_dir`` and, when
@@ -24,6 +26,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from rewire import params as params_module
 
@@ -38,6 +41,8 @@ def run_notebook(
     checkpoint_root: str | os.PathLike = "checkpoints",
     failed_dir: str | os.PathLike = "results/failed",
     kernel_name: str = "python3",
+    shared: Sequence[str] = (),
+    fixed: dict[str, str] | None = None,
 ) -> Path:
     import papermill
 
@@ -45,6 +50,7 @@ def run_notebook(
     if not notebook.exists():
         raise FileNotFoundError(f"notebook {notebook} not found")
     scale, values = params_module.stage_values(stage, params_path, scale)
+    values = {**params_module.shared_values(shared, params_path), **values, **(fixed or {})}
     declared = params_module.notebook_parameters(notebook)
     params_module.check_values(values, declared, where=f"{params_path} '{scale}.{stage}'")
     for reserved in ("scale", "out_dir"):
@@ -106,12 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for the executed notebook and its artefacts")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
+    parser.add_argument("--shared", action="append", default=[],
+                        help="a top-level mapping of params.yaml shared by all scales (e.g. dpf_grid) whose keys "
+                             "are injected too; repeatable")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a string parameter that is the same at every scale (e.g. runs_dir=../results/dpf_runs)")
     args = parser.parse_args(argv)
+    fixed = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--set takes NAME=VALUE, got {item!r}")
+        fixed[name] = value
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # A killed stage (Ctrl-C, SIGTERM from a scheduler or `kill`) still removes its staging directory.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        path = run_notebook(args.notebook, args.stage, args.out, params_path=args.params, scale=args.scale)
+        path = run_notebook(args.notebook, args.stage, args.out, params_path=args.params, scale=args.scale,
+                            shared=args.shared, fixed=fixed)
     except (params_module.ParamsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,10 +2,11 @@
 
 ``python -m rewire.report`` (run by ``make repro`` after ``dvc repro``) replaces the
 text between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
-with, for every stage listed in ``STAGES`` whose results exist, its Markdown table
-(which already names scale, seeds and data source) and its figure. ``results/`` is
-DVC's (cached, not in git), so figures are copied to ``reports/figures/``, which is
-committed and which the README links to.
+with, for every stage listed in ``STAGES``, its Markdown tables (which already name
+scale, seeds and data source) and its figures. ``results/`` is DVC's (cached, not in
+git), so each stage's section is kept in ``reports/sections/<stage>.md`` and its figures
+in ``reports/figures/``, both committed: a machine that reran only some stages updates
+their sections and keeps the others as they were committed.
 """
 
 from __future__ import annotations
@@ -19,23 +20,24 @@ from rewire.io import write_text
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
-# stage -> (heading, table file, figure file), in the order of the README
+# stage -> (heading, table files, figure files), in the order of the README
 STAGES = {
-    "quickstart": ("Quickstart (end-to-end check, no paper number)", "summary.md", "learning_curves.png"),
-    "tiny_graphs": ("DNW Table 1: tiny neural graphs, RG vs DNW", "table1.md", "accuracy.png"),
+    "quickstart": ("Quickstart (end-to-end check, no paper number)", ("summary.md",), ("learning_curves.png",)),
+    "tiny_graphs": ("DNW Table 1: tiny neural graphs, RG vs DNW", ("table1.md",), ("accuracy.png",)),
+    "dpf_sweeps": ("DPF: ResNet-20 on CIFAR-10, methods x sparsity",
+                   ("table1.md", "table2.md", "table5.md"),
+                   ("accuracy_vs_sparsity.png", "mask_convergence.png", "lottery_check.png", "structured.png")),
 }
 
 
-def results_section(results_dir: Path, figures_dir: Path, relative_to: Path) -> str:
-    parts = []
-    for stage, (heading, table, figure) in STAGES.items():
-        stage_dir = results_dir / stage
-        if not (stage_dir / table).exists():
-            parts.append(f"#### {heading}\n\nNot run yet: `dvc repro {stage}`.\n")
-            continue
-        body = (stage_dir / table).read_text(encoding="utf-8").strip()
-        body = body.replace("### ", "#### ", 1)
-        parts.append(body + "\n")
+def stage_section(stage: str, stage_dir: Path, figures_dir: Path, relative_to: Path) -> str | None:
+    """The Markdown of one stage from its results (figures copied to ``figures_dir``); None if not run."""
+    heading, tables, figures = STAGES[stage]
+    present = [t for t in tables if (stage_dir / t).exists()]
+    if not present:
+        return None
+    parts = [(stage_dir / t).read_text(encoding="utf-8").strip().replace("### ", "#### ", 1) + "\n" for t in present]
+    for figure in figures:
         if (stage_dir / figure).exists():
             copy = figures_dir / f"{stage}_{figure}"
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -44,14 +46,29 @@ def results_section(results_dir: Path, figures_dir: Path, relative_to: Path) -> 
     return "\n".join(parts)
 
 
-def update_readme(readme: Path, results_dir: Path, figures_dir: Path | None = None) -> bool:
+def results_section(results_dir: Path, figures_dir: Path, relative_to: Path, sections_dir: Path | None = None) -> str:
+    parts = []
+    for stage, (heading, _, _) in STAGES.items():
+        section = stage_section(stage, results_dir / stage, figures_dir, relative_to)
+        kept = sections_dir / f"{stage}.md" if sections_dir is not None else None
+        if section is not None and kept is not None:
+            write_text(kept, section)
+        elif section is None and kept is not None and kept.exists():
+            section = kept.read_text(encoding="utf-8")
+        parts.append(section if section is not None else f"#### {heading}\n\nNot run yet: `dvc repro {stage}`.\n")
+    return "\n".join(parts)
+
+
+def update_readme(readme: Path, results_dir: Path, figures_dir: Path | None = None,
+                  sections_dir: Path | None = None) -> bool:
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise ValueError(f"{readme} has no '{START}' ... '{END}' markers")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     figures_dir = figures_dir if figures_dir is not None else readme.parent / "reports" / "figures"
-    updated = f"{head}{START}\n{results_section(results_dir, figures_dir, readme.parent)}{END}{tail}"
+    sections_dir = sections_dir if sections_dir is not None else readme.parent / "reports" / "sections"
+    updated = f"{head}{START}\n{results_section(results_dir, figures_dir, readme.parent, sections_dir)}{END}{tail}"
     if updated != text:
         write_text(readme, updated)
     return updated != text
@@ -62,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--results", default="results")
     parser.add_argument("--figures", default="reports/figures")
+    parser.add_argument("--sections", default="reports/sections")
     args = parser.parse_args(argv)
     try:
-        changed = update_readme(Path(args.readme), Path(args.results), Path(args.figures))
+        changed = update_readme(Path(args.readme), Path(args.results), Path(args.figures), Path(args.sections))
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,5 +1,63 @@
-"""Model definitions. Models are dense; sparsification methods are applied to them from outside."""
+"""Model definitions. Models are dense; sparsification methods are applied to them from outside.
+
+:func:`build_model` builds a model by name: the CIFAR models of DPF (Lin et al. 2020,
+Section 5 "Models" and Table 1): ResNet-20/32/56, WideResNet-28-2/4/8, VGG16-D, and
+the quickstart's small CNN. Every model's last module is an ``nn.Linear`` classifier.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
 
 from rewire.models.convnet import SmallConvNet
+from rewire.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
+from rewire.models.vgg import VGG, VGG16_D, vgg16
+from rewire.models.wideresnet import WideResNet, wideresnet28, wrn28_2, wrn28_4, wrn28_8
 
-__all__ = ["SmallConvNet"]
+__all__ = [
+    "SmallConvNet",
+    "CifarResNet",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "WideResNet",
+    "wideresnet28",
+    "wrn28_2",
+    "wrn28_4",
+    "wrn28_8",
+    "VGG",
+    "VGG16_D",
+    "vgg16",
+    "MODELS",
+    "known_models",
+    "build_model",
+]
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "small_convnet": SmallConvNet,
+    "resnet20": resnet20,
+    "resnet32": resnet32,
+    "resnet56": resnet56,
+    "wrn28_2": wrn28_2,
+    "wrn28_4": wrn28_4,
+    "wrn28_8": wrn28_8,
+    "vgg16": vgg16,
+}
+
+
+def known_models() -> list[str]:
+    """The names :func:`build_model` accepts, sorted."""
+    return sorted(MODELS)
+
+
+def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    """Build the dense model ``name`` (see :func:`known_models`) with ``num_classes`` outputs.
+
+    ``kwargs`` go to the model's constructor, e.g. ``width=4`` for a narrow CIFAR
+    ResNet or ``dropout=0.3`` for a WideResNet.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(known_models())}")
+    return MODELS[name](num_classes=num_classes, **kwargs)
