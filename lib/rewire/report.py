@@ -27,6 +27,7 @@ STAGES = {
     "dpf_sweeps": ("DPF: ResNet-20 on CIFAR-10, methods x sparsity",
                    ("table1.md", "table2.md", "table5.md"),
                    ("accuracy_vs_sparsity.png", "mask_convergence.png", "lottery_check.png", "structured.png")),
+    "dpf_theory": ("DPF Theorem 4.1 on a strongly convex toy", ("theory.md",), ("final_gap.png",)),
 }
 
 
