@@ -84,6 +84,7 @@ __all__ = [
     "masked",
     "topk_mask",
     "sparsify",
+    "resolve_tensor",
     "is_sparse",
     "sparse_modules",
     "current_mask",
@@ -410,6 +411,21 @@ def _sparse_weight(module: nn.Module, name: str) -> SparseWeight | None:
         if isinstance(p, SparseWeight):
             return p
     return None
+
+
+def resolve_tensor(model: nn.Module, target: str) -> tuple[nn.Module, str]:
+    """``(module, tensor name)`` of a qualified tensor name such as ``"graph.weight"``; a ``ValueError``
+    that lists the model's parameters when ``target`` is not a tensor of ``model``."""
+    module_path, _, tensor_name = target.rpartition(".")
+    try:
+        module = model.get_submodule(module_path) if module_path else model
+    except AttributeError:
+        module = None
+    if module is None or not isinstance(getattr(module, tensor_name, None), torch.Tensor):
+        names = [n for n, _ in model.named_parameters()]
+        raise ValueError(f"target {target!r} is not a tensor of {type(model).__name__}; "
+                         f"its parameters are: {', '.join(names)}")
+    return module, tensor_name
 
 
 def sparsify(module: nn.Module, name: str = "weight", *, selector: Selector,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from rewire.masks import FixedRandom, Selector, SparseWeight, TopKMagnitude, sparsify
+from rewire.masks import FixedRandom, Selector, SparseWeight, TopKMagnitude, resolve_tensor, sparsify
 
 __all__ = ["Method", "METHODS", "apply_method", "known_methods"]
 
@@ -106,18 +106,7 @@ def apply_method(
     entry = METHODS[method]
     if isinstance(targets, str):
         targets = (targets,)
-    resolved = []
-    for target in targets:
-        module_path, _, tensor_name = target.rpartition(".")
-        try:
-            module = model_or_module.get_submodule(module_path) if module_path else model_or_module
-        except AttributeError:
-            module = None
-        if module is None or not isinstance(getattr(module, tensor_name, None), torch.Tensor):
-            names = [n for n, _ in model_or_module.named_parameters()]
-            raise ValueError(f"target {target!r} is not a tensor of {type(model_or_module).__name__}; "
-                             f"its parameters are: {', '.join(names)}")
-        resolved.append((target, module, tensor_name))
+    resolved = [(target, *resolve_tensor(model_or_module, target)) for target in targets]
     if entry.make_selector is None:
         return {}
     if isinstance(k, bool) or not isinstance(k, int):

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from rewire.masks import AssignedMask, SparseWeight, sparsify, topk_mask
+from rewire.masks import AssignedMask, SparseWeight, resolve_tensor, sparsify, topk_mask
 
 __all__ = [
     "GRANULARITIES",
@@ -177,16 +177,7 @@ class MaskGroup:
         targets = list(conv_weight_targets(model) if targets is None else targets)
         if not targets:
             raise ValueError("a mask group needs at least one target tensor")
-        resolved = []
-        for target in targets:
-            module_path, _, tensor_name = target.rpartition(".")
-            try:
-                module = model.get_submodule(module_path) if module_path else model
-            except AttributeError:
-                module = None
-            if module is None or not isinstance(getattr(module, tensor_name, None), torch.Tensor):
-                raise ValueError(f"target {target!r} is not a tensor of {type(model).__name__}")
-            resolved.append((target, module, tensor_name))
+        resolved = [(target, *resolve_tensor(model, target)) for target in targets]
         self.names = [t for t, _, _ in resolved]
         self.targets = [(m, n) for _, m, n in resolved]
         self.route = route

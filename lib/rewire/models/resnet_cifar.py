@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from rewire.models.init import kaiming_conv_unit_batchnorm
+
 __all__ = ["BasicBlock", "CifarResNet", "resnet20", "resnet32", "resnet56"]
 
 
@@ -97,12 +99,7 @@ class CifarResNet(nn.Module):
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(previous, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_conv_unit_batchnorm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -27,6 +27,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from rewire.models.init import kaiming_conv_unit_batchnorm
+
 __all__ = ["VGG", "VGG16_D", "vgg16"]
 
 # Simonyan & Zisserman 2015, Table 1, column D: conv widths, "M" = 2x2 max-pool.
@@ -64,12 +66,7 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(previous, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_conv_unit_batchnorm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))

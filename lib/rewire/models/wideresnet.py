@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+from rewire.models.init import kaiming_conv_unit_batchnorm
 import torch.nn.functional as F
 
 __all__ = ["WideBasicBlock", "WideResNet", "wideresnet28", "wrn28_2", "wrn28_4", "wrn28_8"]
@@ -97,12 +99,7 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(previous, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_conv_unit_batchnorm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.conv1(x))))
