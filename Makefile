@@ -1,4 +1,4 @@
-# rewire: one command to regenerate every result, one to test everything.
+# rewire: one command to regenerate every result, one to test everything (`make help` lists all).
 #   make repro   set up .venv, prepare the data, run the DVC pipeline at the `cpu` scale
 #   make test    set up .venv, prepare the data, unit tests + every notebook at `smoke` scale
 .DEFAULT_GOAL := help
@@ -16,7 +16,7 @@ SHARED_ARCHIVE := $(abspath ../shared/datasets/cifar10-jpeg.tar.gz)
 REWIRE_DATA_ARCHIVE ?= $(if $(wildcard $(SHARED_ARCHIVE)),$(SHARED_ARCHIVE),)
 export REWIRE_DATA_ARCHIVE
 
-.PHONY: help venv data repro test unit notebooks lab benchmark clean-results
+.PHONY: help venv data repro repro-smoke test unit lint format lab benchmark gpu-check models clean-results
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +36,10 @@ data: venv ## prepare the CIFAR-10 cache in data/cifar10 (cache > REWIRE_DATA_AR
 
 repro: venv data ## regenerate every result with `dvc repro` (scale from params.yaml, default cpu)
 	dvc repro
-	python -m rewire.report
+	python -m rewire.pipeline.report
+
+repro-smoke: venv data ## the whole pipeline at smoke scale in a DVC experiment; the checkout stays as it is
+	dvc exp run --temp -S scale=smoke
 
 test: venv data ## unit tests + `pytest --nbval` over every notebook at smoke scale (what CI runs)
 	TQDM_DISABLE=1 python -m pytest --nbval
@@ -44,11 +47,30 @@ test: venv data ## unit tests + `pytest --nbval` over every notebook at smoke sc
 unit: venv ## unit tests only (no data needed)
 	TQDM_DISABLE=1 python -m pytest tests
 
-lab: venv data ## JupyterLab on the venv's kernel
-	jupyter lab --notebook-dir=notebooks
+lint: venv ## ruff lint and format check (configured in pyproject.toml)
+	ruff check .
+	ruff format --check .
+
+format: venv ## apply ruff's fixes and formatting
+	ruff check --fix .
+	ruff format .
+
+# JupyterLab at the repository root (notebooks/, results/, params.yaml side by side).
+# As root (containers, cloud machines) it needs --allow-root; extra options go in LAB_ARGS,
+# e.g. `make lab LAB_ARGS="--no-browser --port 8890"`.
+LAB_ARGS ?=
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: venv data ## JupyterLab on the venv's kernel, opened at the repository root (LAB_ARGS=... for options)
+	jupyter lab --notebook-dir=. $(LAB_ROOT_FLAG) $(LAB_ARGS)
 
 benchmark: venv data ## run the benchmarks in benchmarks/ and write their JSON results
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
 
-clean-results: ## delete pipeline products (results/, checkpoints/); data/ and .venv stay
-	rm -rf results checkpoints
+gpu-check: venv data ## on a CUDA machine: CUDA tests, every notebook at smoke scale, benchmarks -> reports/gpu_check.json
+	python tools/gpu_check.py --out reports/gpu_check.json
+
+models: venv ## export each stage's final checkpoints to models/<stage>/ as DVC-tracked data (then `dvc push`)
+	python -m rewire.pipeline.models export
+
+clean-results: ## delete untracked pipeline products (checkpoints/, failed runs); committed results stay
+	rm -rf checkpoints results/failed

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rewire.dpf import DPF_UPDATE_EVERY, GradualPruning, SparsitySchedule
 from rewire.io import write_json
+from rewire.methods.dpf import DPF_UPDATE_EVERY, GradualPruning, SparsitySchedule
 from rewire.models import build_model
-from rewire.pruning import MaskGroup, PruningRule
-from rewire.runtime import describe_device, pick_device
+from rewire.sparse.groups import MaskGroup, PruningRule
+from rewire.train.runtime import describe_device, pick_device
 
 
 class _Clock:
@@ -66,8 +66,12 @@ def iteration_overhead(device, batch_size: int, blocks: int, sparsity: float) ->
     group = MaskGroup(pruned)  # DPF: straight-through route, global magnitude
     dense_opt = torch.optim.SGD(dense.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     dpf_opt = torch.optim.SGD(pruned.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    callback = GradualPruning(group, PruningRule("weight", "global"),
-                              SparsitySchedule(final=sparsity, end=1e-9, frequency=0.0), update_every=DPF_UPDATE_EVERY)
+    callback = GradualPruning(
+        group,
+        PruningRule("weight", "global"),
+        SparsitySchedule(final=sparsity, end=1e-9, frequency=0.0),
+        update_every=DPF_UPDATE_EVERY,
+    )
     clock = _Clock(dpf_opt)
     _block(dense, dense_opt, x, y, 3, device=device)  # warm-up
     _block(pruned, dpf_opt, x, y, 3, callback, clock, device)
@@ -77,10 +81,20 @@ def iteration_overhead(device, batch_size: int, blocks: int, sparsity: float) ->
         dense_blocks.append(_block(dense, dense_opt, x, y, DPF_UPDATE_EVERY, device=device))
         dpf_blocks.append(_block(pruned, dpf_opt, x, y, DPF_UPDATE_EVERY, callback, clock, device))
     dense_s, dpf_s = statistics.median(dense_blocks), statistics.median(dpf_blocks)
-    return {"model": "resnet20", "batch_size": batch_size, "sparsity": sparsity, "update_every": DPF_UPDATE_EVERY,
-            "blocks": blocks, "dense_seconds_per_iteration": dense_s, "dpf_seconds_per_iteration": dpf_s,
-            "overhead_pct": 100.0 * (dpf_s / dense_s - 1.0), "mask_updates": callback.epoch_updates,
-            "dense_block_means": dense_blocks, "dpf_block_means": dpf_blocks, "target_overhead_pct": 5.0}
+    return {
+        "model": "resnet20",
+        "batch_size": batch_size,
+        "sparsity": sparsity,
+        "update_every": DPF_UPDATE_EVERY,
+        "blocks": blocks,
+        "dense_seconds_per_iteration": dense_s,
+        "dpf_seconds_per_iteration": dpf_s,
+        "overhead_pct": 100.0 * (dpf_s / dense_s - 1.0),
+        "mask_updates": callback.epoch_updates,
+        "dense_block_means": dense_blocks,
+        "dpf_block_means": dpf_blocks,
+        "target_overhead_pct": 5.0,
+    }
 
 
 def mask_update_time(device, updates: int, sparsity: float) -> dict:
@@ -95,8 +109,14 @@ def mask_update_time(device, updates: int, sparsity: float) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
-    return {"model": "wrn28_8", "conv_weights": group.numel(), "sparsity": sparsity, "updates": updates,
-            "median_seconds": statistics.median(times), "seconds": times}
+    return {
+        "model": "wrn28_8",
+        "conv_weights": group.numel(),
+        "sparsity": sparsity,
+        "updates": updates,
+        "median_seconds": statistics.median(times),
+        "seconds": times,
+    }
 
 
 def main() -> None:
@@ -110,14 +130,24 @@ def main() -> None:
     device = pick_device()
     overhead = iteration_overhead(device, args.batch_size, args.blocks, args.sparsity)
     update = mask_update_time(device, args.updates, args.sparsity)
-    result = {"benchmark": "dpf", "iteration": overhead, "mask_update": update, "device": describe_device(device),
-              "torch": torch.__version__, "python": platform.python_version()}
+    result = {
+        "benchmark": "dpf",
+        "iteration": overhead,
+        "mask_update": update,
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     write_json(args.out, result)
-    print(f"ResNet-20, batch {args.batch_size}, {result['device']}: dense {overhead['dense_seconds_per_iteration']:.3f} s/it, "
-          f"DPF {overhead['dpf_seconds_per_iteration']:.3f} s/it (mask every {DPF_UPDATE_EVERY}): "
-          f"overhead {overhead['overhead_pct']:+.1f}% (target <= 5%)")
-    print(f"WRN-28-8 global magnitude mask over {update['conv_weights']:,} conv weights: "
-          f"{update['median_seconds']:.3f} s median of {args.updates}")
+    print(
+        f"ResNet-20, batch {args.batch_size}, {result['device']}: dense {overhead['dense_seconds_per_iteration']:.3f} s/it, "
+        f"DPF {overhead['dpf_seconds_per_iteration']:.3f} s/it (mask every {DPF_UPDATE_EVERY}): "
+        f"overhead {overhead['overhead_pct']:+.1f}% (target <= 5%)"
+    )
+    print(
+        f"WRN-28-8 global magnitude mask over {update['conv_weights']:,} conv weights: "
+        f"{update['median_seconds']:.3f} s median of {args.updates}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rewire import masks
-from rewire.graphs import GraphConfig, StaticGraph
 from rewire.io import write_json
 from rewire.methods import apply_method
-from rewire.runtime import describe_device, pick_device
+from rewire.models.tiny_graphs import GraphConfig, StaticGraph
+from rewire.sparse import masks
+from rewire.train.runtime import describe_device, pick_device
 
 TARGET_IMAGES_PER_SECOND = 1_000
 TARGET_SELECTION_SHARE_PCT = 10.0
@@ -87,8 +87,9 @@ def measure(method: str, args, device) -> dict:
         t3 = time.perf_counter()
         if step >= args.warmup:
             selection = (timer.seconds if timer else 0.0) - selection_before
-            steps.append({"step": t3 - t0, "forward": t1 - t0, "backward": t2 - t1, "optimizer": t3 - t2,
-                          "selection": selection})
+            steps.append(
+                {"step": t3 - t0, "forward": t1 - t0, "backward": t2 - t1, "optimizer": t3 - t2, "selection": selection}
+            )
     median = {key: statistics.median(s[key] for s in steps) for key in steps[0]}
     best = min(s["step"] for s in steps)
     return {
@@ -123,7 +124,7 @@ def main() -> None:
     result = {
         "benchmark": "static_graph",
         "model": f"StaticGraph(nodes={config.num_nodes}, blocks={list(config.block_sizes)}, "
-                 f"outputs={config.output_nodes})",
+        f"outputs={config.output_nodes})",
         "method": "dnw",
         "k": config.k,
         "batch_size": args.batch_size,
@@ -131,10 +132,14 @@ def main() -> None:
         "warmup": args.warmup,
         **dnw,
         "dense_model": dense,
-        "targets": {"images_per_second": TARGET_IMAGES_PER_SECOND,
-                    "edge_selection_share_pct": TARGET_SELECTION_SHARE_PCT},
-        "meets_targets": {"images_per_second": dnw["images_per_second"] >= TARGET_IMAGES_PER_SECOND,
-                          "edge_selection_share_pct": dnw["edge_selection_share_pct"] <= TARGET_SELECTION_SHARE_PCT},
+        "targets": {
+            "images_per_second": TARGET_IMAGES_PER_SECOND,
+            "edge_selection_share_pct": TARGET_SELECTION_SHARE_PCT,
+        },
+        "meets_targets": {
+            "images_per_second": dnw["images_per_second"] >= TARGET_IMAGES_PER_SECOND,
+            "edge_selection_share_pct": dnw["edge_selection_share_pct"] <= TARGET_SELECTION_SHARE_PCT,
+        },
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},
@@ -143,10 +148,12 @@ def main() -> None:
         "python": platform.python_version(),
     }
     write_json(args.out, result)
-    print(f"static graph DNW, batch {args.batch_size}, {result['device']}: {dnw['images_per_second']:.0f} images/s "
-          f"(best step {dnw['images_per_second_best_step']:.0f}; dense model {dense['images_per_second']:.0f}), "
-          f"edge selection {dnw['edge_selection_ms']:.1f} ms = {dnw['edge_selection_share_pct']:.1f}% of a step; "
-          f"load {load_before[0]:.1f}->{load_after[0]:.1f}")
+    print(
+        f"static graph DNW, batch {args.batch_size}, {result['device']}: {dnw['images_per_second']:.0f} images/s "
+        f"(best step {dnw['images_per_second_best_step']:.0f}; dense model {dense['images_per_second']:.0f}), "
+        f"edge selection {dnw['edge_selection_ms']:.1f} ms = {dnw['edge_selection_share_pct']:.1f}% of a step; "
+        f"load {load_before[0]:.1f}->{load_after[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

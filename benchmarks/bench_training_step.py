@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rewire import data as rdata
 from rewire.io import write_json
 from rewire.models import SmallConvNet
-from rewire.runtime import describe_device, pick_device
+from rewire.train.runtime import describe_device, pick_device
 
 
 def main() -> None:
@@ -37,8 +37,17 @@ def main() -> None:
     device = pick_device()
     dataset = rdata.load("cifar10", root=args.data_root)
     mean, std = rdata.normalisation_for("cifar10")
-    loader = rdata.BatchLoader(dataset.train_images, dataset.train_labels, args.batch_size, shuffle=True,
-                               augment=True, mean=mean, std=std, device=device, drop_last=True)
+    loader = rdata.BatchLoader(
+        dataset.train_images,
+        dataset.train_labels,
+        args.batch_size,
+        shuffle=True,
+        augment=True,
+        mean=mean,
+        std=std,
+        device=device,
+        drop_last=True,
+    )
     torch.manual_seed(0)
     model = SmallConvNet(width=args.width).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
@@ -78,9 +87,11 @@ def main() -> None:
         "data_source": dataset.source.get("kind"),
     }
     write_json(args.out, result)
-    print(f"{result['model']}, batch {args.batch_size}, {result['device']}: "
-          f"{result['images_per_second']:.0f} images/s, data {result['data_share_pct']:.1f}% of a step "
-          f"({result['data_ms_per_batch']:.1f} ms data, {result['compute_ms_per_batch']:.1f} ms compute per batch)")
+    print(
+        f"{result['model']}, batch {args.batch_size}, {result['device']}: "
+        f"{result['images_per_second']:.0f} images/s, data {result['data_share_pct']:.1f}% of a step "
+        f"({result['data_ms_per_batch']:.1f} ms data, {result['compute_ms_per_batch']:.1f} ms compute per batch)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,8 +22,6 @@ import torch
 from PIL import Image
 
 from rewire import data as rdata
-from rewire.data import cache as rcache
-from rewire.data import sources as rsources
 from rewire.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -42,8 +41,11 @@ from rewire.data import (
     normalisation_for,
     prepare,
 )
+from rewire.data import cache as rcache
+from rewire.data import sources as rsources
 
-REAL_ARCHIVE = Path("/work/shared/datasets/cifar10-jpeg.tar.gz")
+REPO = Path(__file__).resolve().parents[1]
+REAL_ARCHIVE = REPO / rcache.SHARED_JPEG_HINT  # ../shared/datasets/cifar10-jpeg.tar.gz next to the checkout
 LIB = Path(rdata.__file__).resolve().parents[2]
 ORIGINAL_DOWNLOAD = rcache._download_official
 
@@ -82,16 +84,27 @@ def write_cifar10_python(base: Path, content, classes=CIFAR10_CLASSES) -> Path:
     folder = base / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for i, idx in enumerate(np.array_split(np.arange(len(train_y)), 5), start=1):
-        dump_pickle(folder / f"data_batch_{i}", {
-            b"batch_label": f"training batch {i} of 5".encode(),
-            b"labels": train_y[idx].tolist(),
-            b"data": train_x[idx].reshape(len(idx), 3072),
-            b"filenames": [f"img_{j}.png".encode() for j in idx],
-        })
-    dump_pickle(folder / "test_batch", {b"batch_label": b"testing batch 1 of 1", b"labels": test_y.tolist(),
-                                        b"data": test_x.reshape(len(test_y), 3072)})
-    dump_pickle(folder / "batches.meta", {b"label_names": [c.encode() for c in classes],
-                                          b"num_cases_per_batch": 10000, b"num_vis": 3072})
+        dump_pickle(
+            folder / f"data_batch_{i}",
+            {
+                b"batch_label": f"training batch {i} of 5".encode(),
+                b"labels": train_y[idx].tolist(),
+                b"data": train_x[idx].reshape(len(idx), 3072),
+                b"filenames": [f"img_{j}.png".encode() for j in idx],
+            },
+        )
+    dump_pickle(
+        folder / "test_batch",
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": test_y.tolist(),
+            b"data": test_x.reshape(len(test_y), 3072),
+        },
+    )
+    dump_pickle(
+        folder / "batches.meta",
+        {b"label_names": [c.encode() for c in classes], b"num_cases_per_batch": 10000, b"num_vis": 3072},
+    )
     return folder
 
 
@@ -154,7 +167,8 @@ def test_official_cifar10_tarball_round_trips_exactly(tmp_path, cifar10_tarball)
     assert torch.equal(ds.test_images, torch.from_numpy(test_x))
     assert torch.equal(ds.test_labels, torch.from_numpy(test_y))
     assert ds.source["kind"] == "official"
-    assert ds.source["origin"] == str(tarball)
+    assert ds.source["origin"] == "official python release cifar-10-python.tar.gz"  # file name, not path
+    assert "read from archive cifar-10-python.tar.gz" in ds.source["description"]
     assert ds.source["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
     json.dumps(ds.source)  # provenance is JSON-serialisable
     assert "official" in ds.describe() and "train 30" in ds.describe() and "test 20" in ds.describe()
@@ -176,6 +190,7 @@ def test_official_cifar10_extracted_directory(tmp_path):
     ds = load("cifar10", tmp_path / "data", archive=tmp_path / "extracted", download=False)
     assert torch.equal(ds.train_images, torch.from_numpy(content[0]))
     assert ds.source["kind"] == "official" and ds.source["sha256"] is None
+    assert ds.source["origin"] == "official python release directory extracted"
 
 
 def test_official_cifar100_tarball_uses_fine_labels(tmp_path):
@@ -186,11 +201,20 @@ def test_official_cifar100_tarball_uses_fine_labels(tmp_path):
     folder = tmp_path / "src" / "cifar-100-python"
     folder.mkdir(parents=True)
     for split, x, fine in (("train", train_x, train_fine), ("test", test_x, test_fine)):
-        dump_pickle(folder / split, {b"filenames": [b"f"] * len(fine), b"batch_label": split.encode(),
-                                     b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 2).tolist(),
-                                     b"data": x.reshape(len(fine), 3072)})
-    dump_pickle(folder / "meta", {b"fine_label_names": [n.encode() for n in fine_names],
-                                  b"coarse_label_names": [b"c0", b"c1", b"c2"]})
+        dump_pickle(
+            folder / split,
+            {
+                b"filenames": [b"f"] * len(fine),
+                b"batch_label": split.encode(),
+                b"fine_labels": fine.tolist(),
+                b"coarse_labels": (fine // 2).tolist(),
+                b"data": x.reshape(len(fine), 3072),
+            },
+        )
+    dump_pickle(
+        folder / "meta",
+        {b"fine_label_names": [n.encode() for n in fine_names], b"coarse_label_names": [b"c0", b"c1", b"c2"]},
+    )
     tarball = make_tar(tmp_path / "cifar-100-python.tar.gz", folder, "cifar-100-python")
 
     ds = load("cifar100", tmp_path / "data", archive=tarball, download=False)
@@ -226,14 +250,23 @@ def test_cifar100_class_list_is_complete_and_ordered():
 # ----------------------------------------------------------------------------- image folders
 
 
-def test_jpeg_image_folder_tarball_is_recorded_as_lossy_copy(tmp_path):
+def write_jpeg_cifar10_tarball(base: Path):
+    """A tiny CIFAR-10 ImageFolder of 8x8 JPEGs packed as ``base/cifar10-jpeg.tar.gz``: (tarball, splits)."""
     rng = np.random.default_rng(0)
     colours = {c: rng.integers(0, 256, 3, dtype=np.uint8) for c in CIFAR10_CLASSES}
-    solid = lambda c, k: np.broadcast_to(np.clip(colours[c].astype(int) + 7 * k, 0, 255).astype(np.uint8), (8, 8, 3)).copy()
-    splits = {"train": {c: {f"{k:04d}": solid(c, k) for k in range(2)} for c in CIFAR10_CLASSES},
-              "test": {c: {"0000": solid(c, 3)} for c in CIFAR10_CLASSES}}
-    write_image_folder(tmp_path / "src" / "cifar10", splits, "jpg")
-    tarball = make_tar(tmp_path / "cifar10-jpeg.tar.gz", tmp_path / "src" / "cifar10", "cifar10")
+    solid = lambda c, k: np.broadcast_to(
+        np.clip(colours[c].astype(int) + 7 * k, 0, 255).astype(np.uint8), (8, 8, 3)
+    ).copy()
+    splits = {
+        "train": {c: {f"{k:04d}": solid(c, k) for k in range(2)} for c in CIFAR10_CLASSES},
+        "test": {c: {"0000": solid(c, 3)} for c in CIFAR10_CLASSES},
+    }
+    write_image_folder(base / "src" / "cifar10", splits, "jpg")
+    return make_tar(base / "cifar10-jpeg.tar.gz", base / "src" / "cifar10", "cifar10"), splits
+
+
+def test_jpeg_image_folder_tarball_is_recorded_as_lossy_copy(tmp_path):
+    tarball, splits = write_jpeg_cifar10_tarball(tmp_path)
 
     ds = load("cifar10", tmp_path / "data", archive=tarball, download=False)
     assert ds.train_images.shape == (20, 3, 8, 8) and ds.test_images.shape == (10, 3, 8, 8)
@@ -241,8 +274,9 @@ def test_jpeg_image_folder_tarball_is_recorded_as_lossy_copy(tmp_path):
     assert ds.train_labels.tolist() == [c for c in range(10) for _ in range(2)]
     expected, _ = expected_arrays(splits["train"])
     assert np.abs(ds.train_images.numpy().astype(int) - expected.astype(int)).max() <= 4  # lossy, but close
-    assert ds.source["kind"] == "jpeg-copy"
+    assert ds.source["kind"] == "jpeg-copy" and ds.source["origin"] == "ImageFolder archive cifar10-jpeg.tar.gz"
     assert "lossy JPEG" in ds.source["description"] and "1-2 points" in ds.source["description"]
+    assert "(ImageFolder archive cifar10-jpeg.tar.gz)" in ds.source["description"]
     assert ds.source["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
 
 
@@ -250,8 +284,10 @@ def test_png_image_folder_round_trips_exactly_in_sorted_order(tmp_path):
     rng = np.random.default_rng(1)
     img = lambda: rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
     # Folder and file names deliberately created out of order: classes sort to a, b, c; files by name.
-    splits = {"train": {"b_class": {"2": img(), "10": img()}, "a_class": {"x": img()}, "c_class": {"y": img(), "a": img()}},
-              "test": {"c_class": {"t": img()}, "a_class": {"u": img()}}}
+    splits = {
+        "train": {"b_class": {"2": img(), "10": img()}, "a_class": {"x": img()}, "c_class": {"y": img(), "a": img()}},
+        "test": {"c_class": {"t": img()}, "a_class": {"u": img()}},
+    }
     write_image_folder(tmp_path / "tree", splits, "png")
     (tmp_path / "tree" / "train" / "a_class" / "._x.png").write_bytes(b"macOS resource fork, not an image")
     (tmp_path / "tree" / "README.txt").write_text("not an image")
@@ -270,10 +306,14 @@ def test_imagenet_style_directory_with_val_and_image_size(tmp_path):
     rng = np.random.default_rng(2)
     wide = rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)  # h=16, w=32: only a centre crop is needed
     splits = {
-        "train": {"n01440764": {"a": wide, "b": rng.integers(0, 256, (40, 24, 3), dtype=np.uint8)},
-                  "n02102040": {"c": rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)}},
-        "val": {"n01440764": {"d": rng.integers(0, 256, (17, 30, 3), dtype=np.uint8)},
-                "n02102040": {"e": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)}},
+        "train": {
+            "n01440764": {"a": wide, "b": rng.integers(0, 256, (40, 24, 3), dtype=np.uint8)},
+            "n02102040": {"c": rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)},
+        },
+        "val": {
+            "n01440764": {"d": rng.integers(0, 256, (17, 30, 3), dtype=np.uint8)},
+            "n02102040": {"e": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)},
+        },
     }
     write_image_folder(tmp_path / "imagenet_mini", splits, "png")
 
@@ -295,8 +335,11 @@ def test_imagenet_style_directory_with_val_and_image_size(tmp_path):
 
 def test_cifar10_image_folder_must_have_the_official_classes(tmp_path):
     pixels = np.zeros((4, 4, 3), np.uint8)
-    write_image_folder(tmp_path / "tree", {"train": {"cat": {"0": pixels}, "dog": {"0": pixels}},
-                                           "test": {"cat": {"0": pixels}}}, "png")
+    write_image_folder(
+        tmp_path / "tree",
+        {"train": {"cat": {"0": pixels}, "dog": {"0": pixels}}, "test": {"cat": {"0": pixels}}},
+        "png",
+    )
     with pytest.raises(ValueError, match="CIFAR-10 classes"):
         prepare("cifar10", tmp_path / "data", archive=tmp_path / "tree", download=False)
 
@@ -335,7 +378,7 @@ def test_environment_variable_names_the_archive(tmp_path, cifar10_tarball, monke
     tarball, content = cifar10_tarball
     monkeypatch.setenv("REWIRE_DATA_ARCHIVE", str(tarball))
     ds = load("cifar10", tmp_path / "data", download=False)
-    assert ds.source["origin"] == str(tarball)
+    assert ds.source["origin"] == "official python release cifar-10-python.tar.gz"
     assert torch.equal(ds.test_images, torch.from_numpy(content[2]))
 
 
@@ -353,8 +396,14 @@ def test_nothing_available_explains_the_three_ways(tmp_path):
         prepare("cifar10", root, download=False)
     message = str(info.value)
     assert isinstance(info.value, RuntimeError)
-    for needle in ("dvc pull", "REWIRE_DATA_ARCHIVE", "download", "cifar-10-python.tar.gz",
-                   "../shared/datasets/cifar10-jpeg.tar.gz", "internet"):
+    for needle in (
+        "dvc pull",
+        "REWIRE_DATA_ARCHIVE",
+        "download",
+        "cifar-10-python.tar.gz",
+        "../shared/datasets/cifar10-jpeg.tar.gz",
+        "internet",
+    ):
         assert needle in message, needle
 
     with pytest.raises(DataNotFoundError, match="simulated: no route to host"):
@@ -420,9 +469,14 @@ def test_corrupt_cache_is_detected(tmp_path, cifar10_tarball, damage):
 
 
 def test_interrupted_decoding_leaves_no_cache(tmp_path, monkeypatch):
-    write_image_folder(tmp_path / "tree", {
-        "train": {c: {str(k): np.full((4, 4, 3), k, np.uint8) for k in range(3)} for c in ("a", "b")},
-        "test": {c: {"0": np.zeros((4, 4, 3), np.uint8)} for c in ("a", "b")}}, "png")
+    write_image_folder(
+        tmp_path / "tree",
+        {
+            "train": {c: {str(k): np.full((4, 4, 3), k, np.uint8) for k in range(3)} for c in ("a", "b")},
+            "test": {c: {"0": np.zeros((4, 4, 3), np.uint8)} for c in ("a", "b")},
+        },
+        "png",
+    )
     real_decode = rsources._decode_image
     count = {"n": 0}
 
@@ -467,6 +521,65 @@ def test_cache_bytes_are_deterministic(tmp_path, cifar10_tarball):
     b = prepare("cifar10", tmp_path / "b", archive=tarball, download=False)
     for fname in ("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy", "meta.json"):
         assert (a / fname).read_bytes() == (b / fname).read_bytes(), fname
+
+
+def cache_digests(cache: Path) -> dict:
+    """md5 of every file under a prepared cache, by relative path (what DVC hashes for data/)."""
+    return {
+        p.relative_to(cache).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(cache.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("kind", ["official-tarball", "jpeg-tarball", "official-directory"])
+def test_cache_is_identical_wherever_archive_and_root_lie(tmp_path, monkeypatch, kind):
+    """The same archive copied into two checkouts and prepared into two roots gives the same bytes
+    (so data.dvc's hash does not depend on the checkout's location) and meta.json holds no path."""
+    built = tmp_path / "built"
+    if kind == "official-tarball":
+        source = make_tar(
+            built / "cifar-10-python.tar.gz",
+            write_cifar10_python(built / "src", cifar10_content()),
+            "cifar-10-batches-py",
+        )
+    elif kind == "jpeg-tarball":
+        source, _ = write_jpeg_cifar10_tarball(built)
+    else:
+        source = write_cifar10_python(built, cifar10_content())  # built/cifar-10-batches-py/
+
+    caches = []
+    for checkout in ("checkout-a/shared/datasets", "elsewhere/deeper/checkout-b/shared/datasets"):
+        copy = tmp_path / checkout / source.name
+        copy.parent.mkdir(parents=True)
+        if source.is_dir():
+            shutil.copytree(source, copy)
+        else:
+            shutil.copyfile(source, copy)
+        caches.append((copy, prepare("cifar10", tmp_path / checkout / "data", archive=copy, download=False)))
+    # the same again with a relative archive path, as in `--archive ../shared/datasets/...`
+    monkeypatch.chdir(tmp_path / "checkout-a" / "shared" / "datasets")
+    caches.append(
+        (Path(source.name), prepare("cifar10", Path("..") / "relative-root", archive=source.name, download=False))
+    )
+
+    (_, first), *others = caches
+    meta = (first / "meta.json").read_bytes()
+    assert len(cache_digests(first)) == 5  # four arrays and meta.json
+    for _copy, cache in others:
+        assert (cache / "meta.json").read_bytes() == meta
+        assert cache_digests(cache) == cache_digests(first)
+    text = meta.decode("utf-8")
+    for copy, cache in caches:
+        assert str(copy.resolve().parent) not in text and str(cache.resolve()) not in text
+    assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text
+    source_record = json.loads(text)["source"]
+    assert not any(isinstance(v, str) and os.path.isabs(v) for v in source_record.values())
+    assert source.name in source_record["origin"] and source.name in source_record["description"]
+
+    ds = load("cifar10", first.parent, download=False)  # what results carry (run labels, describe())
+    for value in (ds.source["origin"], ds.source["description"], ds.describe()):
+        assert str(tmp_path) not in value and str(tmp_path.resolve()) not in value
 
 
 # ----------------------------------------------------------------------------- subsets and splits
@@ -593,7 +706,7 @@ def test_batch_counts_and_every_example_once():
 def test_normalisation_without_augmentation_is_exact():
     images, labels = loader_data(7)
     loader = BatchLoader(images, labels, 7, shuffle=False, augment=False, mean=MEAN, std=STD)
-    (x, y), = list(loader)
+    ((x, y),) = list(loader)
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape == (7, 3, 6, 6)
     torch.testing.assert_close(x, (images.float() / 255 - mean) / std)
@@ -601,8 +714,9 @@ def test_normalisation_without_augmentation_is_exact():
 
 def test_same_seeds_same_batches_and_each_seed_matters():
     images, labels = loader_data(12)
-    make = lambda order, aug: BatchLoader(images, labels, 5, shuffle=True, augment=True, mean=MEAN, std=STD,
-                                          order_seed=order, augmentation_seed=aug)
+    make = lambda order, aug: BatchLoader(
+        images, labels, 5, shuffle=True, augment=True, mean=MEAN, std=STD, order_seed=order, augmentation_seed=aug
+    )
     reference = epochs(make(1, 2), 2)
     assert all(same_epoch(a, b) for a, b in zip(reference, epochs(make(1, 2), 2)))
 
@@ -636,8 +750,8 @@ def reference_crop(image: torch.Tensor, top: int, left: int, flip: bool, padding
     """Per-image Python reference: zero-pad, cut the window, mirror."""
     c, h, w = image.shape
     padded = torch.zeros((c, h + 2 * padding, w + 2 * padding), dtype=image.dtype)
-    padded[:, padding:padding + h, padding:padding + w] = image
-    window = padded[:, top:top + h, left:left + w]
+    padded[:, padding : padding + h, padding : padding + w] = image
+    window = padded[:, top : top + h, left : left + w]
     return window.flip(-1) if flip else window
 
 
@@ -655,14 +769,28 @@ def test_crop_and_flip_matches_a_per_image_reference():
 def test_augmented_batches_are_padded_shifted_flipped_crops():
     images, labels = loader_data(40, size=6, seed=3)
     padding = 4
-    loader = BatchLoader(images, labels, 16, shuffle=True, augment=True, mean=(0, 0, 0), std=(1, 1, 1),
-                         crop_padding=padding, augmentation_seed=5)
+    loader = BatchLoader(
+        images,
+        labels,
+        16,
+        shuffle=True,
+        augment=True,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        crop_padding=padding,
+        augmentation_seed=5,
+    )
     seen_offsets, seen_flips = set(), set()
     for x, y in loader:
         pixels = (x * 255).round().to(torch.uint8)  # mean 0, std 1: exact inverse of the normalisation
         for out, index in zip(pixels, y.tolist()):
-            matches = [(t, l, f) for t in range(2 * padding + 1) for l in range(2 * padding + 1) for f in (False, True)
-                       if torch.equal(out, reference_crop(images[index], t, l, f, padding))]
+            matches = [
+                (t, left, f)
+                for t in range(2 * padding + 1)
+                for left in range(2 * padding + 1)
+                for f in (False, True)
+                if torch.equal(out, reference_crop(images[index], t, left, f, padding))
+            ]
             assert matches, f"augmented image {index} is not a crop of its padded original"
             seen_offsets.add(matches[0][:2])
             seen_flips.add(matches[0][2])
@@ -671,9 +799,18 @@ def test_augmented_batches_are_padded_shifted_flipped_crops():
 
 def test_no_flips_when_disabled_and_no_crop_without_padding():
     images, labels = loader_data(20, size=6)
-    loader = BatchLoader(images, labels, 20, shuffle=False, augment=True, mean=(0, 0, 0), std=(1, 1, 1),
-                         crop_padding=0, horizontal_flip=False)
-    (x, _), = list(loader)
+    loader = BatchLoader(
+        images,
+        labels,
+        20,
+        shuffle=False,
+        augment=True,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        crop_padding=0,
+        horizontal_flip=False,
+    )
+    ((x, _),) = list(loader)
     assert torch.equal((x * 255).round().to(torch.uint8), images)
 
 
@@ -683,7 +820,11 @@ def test_no_flips_when_disabled_and_no_crop_without_padding():
 def test_normalisation_constants_and_channel_statistics():
     assert normalisation_for("cifar10") == (CIFAR10_MEAN, CIFAR10_STD)
     assert normalisation_for("cifar100") == (CIFAR100_MEAN, CIFAR100_STD)
-    assert normalisation_for("imagenet100") == (IMAGENET_MEAN, IMAGENET_STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert (
+        normalisation_for("imagenet100")
+        == (IMAGENET_MEAN, IMAGENET_STD)
+        == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    )
     images = torch.from_numpy(random_images(50, size=8, seed=9))
     mean, std = channel_statistics(images, chunk=7)
     as_float = images.double().permute(1, 0, 2, 3).reshape(3, -1) / 255
@@ -697,7 +838,9 @@ def test_normalisation_constants_and_channel_statistics():
 def test_cli_prepare_prints_path_source_and_counts(tmp_path, cifar10_tarball, capsys):
     tarball, _ = cifar10_tarball
     root = tmp_path / "data"
-    code = rdata.main(["prepare", "--dataset", "cifar10", "--root", str(root), "--archive", str(tarball), "--no-download"])
+    code = rdata.main(
+        ["prepare", "--dataset", "cifar10", "--root", str(root), "--archive", str(tarball), "--no-download"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert f"cache: {root / 'cifar10'}" in out and "official" in out and "train: 30" in out and "test: 20" in out
@@ -710,8 +853,13 @@ def test_cli_prepare_prints_path_source_and_counts(tmp_path, cifar10_tarball, ca
 def test_cli_exit_status_without_data(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "REWIRE_DATA_ARCHIVE"}
     env["PYTHONPATH"] = os.pathsep.join([str(LIB), env.get("PYTHONPATH", "")])
-    result = subprocess.run([sys.executable, "-m", "rewire.data", "prepare", "--root", str(tmp_path / "data"),
-                             "--no-download"], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "rewire.data", "prepare", "--root", str(tmp_path / "data"), "--no-download"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "REWIRE_DATA_ARCHIVE" in result.stderr and "Traceback" not in result.stderr
 

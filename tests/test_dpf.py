@@ -10,13 +10,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rewire import dpf_report
 from rewire.data import BatchLoader
-from rewire.dpf import GradualPruning, SparsitySchedule, second_decay_epoch
-from rewire.dpf_sweep import Recipe, main as sweep_main, write_point
+from rewire.experiments import dpf_report
+from rewire.experiments.dpf_sweep import Recipe, write_point
+from rewire.experiments.dpf_sweep import main as sweep_main
+from rewire.methods.dpf import GradualPruning, SparsitySchedule, second_decay_epoch
 from rewire.models import SmallConvNet
-from rewire.pruning import MaskGroup, PruningRule
-from rewire.training import Trainer, TrainingHparams
+from rewire.sparse.groups import MaskGroup, PruningRule
+from rewire.train.trainer import Trainer, TrainingHparams
 
 NUM_CLASSES = 4
 
@@ -29,10 +30,22 @@ def tiny_model(seed=0) -> nn.Module:
 def loaders(seed=0):
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(NUM_CLASSES).repeat_interleave(12)
-    images = (torch.randint(0, 200, (labels.numel(), 3, 8, 8), generator=g) + 10 * labels[:, None, None, None]).to(torch.uint8)
+    images = (torch.randint(0, 200, (labels.numel(), 3, 8, 8), generator=g) + 10 * labels[:, None, None, None]).to(
+        torch.uint8
+    )
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    train = BatchLoader(images, labels, 8, shuffle=True, augment=True, mean=mean, std=std, order_seed=seed,
-                        augmentation_seed=seed + 1, drop_last=True)
+    train = BatchLoader(
+        images,
+        labels,
+        8,
+        shuffle=True,
+        augment=True,
+        mean=mean,
+        std=std,
+        order_seed=seed,
+        augmentation_seed=seed + 1,
+        drop_last=True,
+    )
     test = BatchLoader(images, labels, 16, shuffle=False, augment=False, mean=mean, std=std)
     return train, test
 
@@ -88,8 +101,13 @@ def _reentry_setup(route: str, zero_pruned: bool):
         conv.weight.copy_(torch.tensor([1.0, 0.1, 2.0, 3.0]).reshape(4, 1, 1, 1))
     model = nn.Sequential(conv)
     group = MaskGroup(model, ["0.weight"], route=route)
-    callback = GradualPruning(group, PruningRule(), SparsitySchedule(final=0.25, end=1.0, frequency=0.0),
-                              update_every=1, zero_pruned=zero_pruned)
+    callback = GradualPruning(
+        group,
+        PruningRule(),
+        SparsitySchedule(final=0.25, end=1.0, frequency=0.0),
+        update_every=1,
+        zero_pruned=zero_pruned,
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     trainer = type("T", (), {"optimizer": optimizer, "epoch": 0})()
     callback.update(trainer, 1.0)  # prune one of four: the 0.1 entry
@@ -123,10 +141,18 @@ def make_trainer(tmp_path, callbacks_of, epochs=3, name="run"):
     model = tiny_model()
     callbacks, group = callbacks_of(model)
     train, test = loaders()
-    hparams = TrainingHparams(epochs=epochs, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4,
-                              schedule="multistep", milestones=(1.0, 2.0))
-    trainer = Trainer(model, hparams, train, test, run_dir=tmp_path / name if tmp_path else None,
-                      callbacks=callbacks, progress=False)
+    hparams = TrainingHparams(
+        epochs=epochs,
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        schedule="multistep",
+        milestones=(1.0, 2.0),
+    )
+    trainer = Trainer(
+        model, hparams, train, test, run_dir=tmp_path / name if tmp_path else None, callbacks=callbacks, progress=False
+    )
     return trainer, group
 
 
@@ -173,14 +199,19 @@ def test_dpf_resume_reaches_the_same_masks_and_metrics(tmp_path):
     resumed.fit(resume=True)
     for a, b in zip(full_group.masks(), resumed_group.masks()):
         assert torch.equal(a, b)
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("train_seconds", "data_seconds", "images_per_second")} for r in rs]
+    strip = lambda rs: [
+        {k: v for k, v in r.items() if k not in ("train_seconds", "data_seconds", "images_per_second")} for r in rs
+    ]
     assert strip(resumed.history.records) == strip(full.history.records)
 
 
 def test_a_ramp_that_ends_after_the_last_update_is_refused():
     def late(model):
         group = MaskGroup(model)
-        return [GradualPruning(group, PruningRule(), SparsitySchedule(final=0.9, end=2.9, frequency=1.0), update_every=None)], group
+        return [
+            GradualPruning(group, PruningRule(), SparsitySchedule(final=0.9, end=2.9, frequency=1.0), update_every=None)
+        ], group
+
     trainer, _ = make_trainer(None, late)
     with pytest.raises(ValueError, match="never be reached"):
         trainer.fit()
@@ -213,8 +244,23 @@ def test_sweep_cli_stops_on_bad_input_and_writes_nothing(tmp_path, capsys):
     assert "known methods" in capsys.readouterr().err
     assert sweep_main(["--method", "dpf", "--sparsity", "1.0", "--out", str(out), "--params", str(params)]) == 2
     assert "sparsity must be" in capsys.readouterr().err
-    assert sweep_main(["--method", "dpf", "--sparsity", "0.9", "--out", str(out), "--params", str(params),
-                       "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert (
+        sweep_main(
+            [
+                "--method",
+                "dpf",
+                "--sparsity",
+                "0.9",
+                "--out",
+                str(out),
+                "--params",
+                str(params),
+                "--data-root",
+                str(tmp_path / "nowhere"),
+            ]
+        )
+        == 2
+    )
     assert not out.exists()
     assert not list(tmp_path.glob(".tmp-*"))
 
@@ -235,11 +281,13 @@ def test_report_refuses_points_of_another_scale_or_recipe(tmp_path):
 def test_paper_table_puts_the_papers_numbers_beside_ours():
     import pandas as pd
 
-    runs = pd.DataFrame([
-        {"method": "dense", "target": 0.0, "seed": 0, "test_top1": 50.0},
-        {"method": "dpf", "target": 0.9, "seed": 0, "test_top1": 40.0},
-        {"method": "dpf", "target": 0.9, "seed": 1, "test_top1": 42.0},
-    ])
+    runs = pd.DataFrame(
+        [
+            {"method": "dense", "target": 0.0, "seed": 0, "test_top1": 50.0},
+            {"method": "dpf", "target": 0.9, "seed": 0, "test_top1": 40.0},
+            {"method": "dpf", "target": 0.9, "seed": 1, "test_top1": 42.0},
+        ]
+    )
     table = dpf_report.paper_table(runs, dpf_report.TABLES["table1"], [0.9])
     rows = {r.method: r for r in table.itertuples()}
     assert rows["dpf"].top1_mean == 41.0 and rows["dpf"].runs == 2

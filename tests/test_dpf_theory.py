@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rewire import dpf_theory as dt
-from rewire.masks import topk_mask
+from rewire.experiments import dpf_theory as dt
+from rewire.sparse.masks import topk_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

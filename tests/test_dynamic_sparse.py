@@ -8,10 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewire.data import BatchLoader
-from rewire.dynamic_sparse import DynamicSparseReparameterization, SparseMomentum, apportion, initial_masks
-from rewire.masks import is_sparse
-from rewire.pruning import MaskGroup
-from rewire.training import Callback, Trainer, TrainingHparams
+from rewire.methods.dynamic_sparse import DynamicSparseReparameterization, SparseMomentum, apportion, initial_masks
+from rewire.sparse.groups import MaskGroup
+from rewire.sparse.masks import is_sparse
+from rewire.train.trainer import Callback, Trainer, TrainingHparams
 
 NUM_CLASSES = 4
 EXPECTED_RECORD_KEYS = {"sparsity", "mask_flips", "mask_updates", "mask_iou", "regrown"}
@@ -46,9 +46,13 @@ class TwoLayers(nn.Module):
 def loaders():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(NUM_CLASSES).repeat_interleave(12)
-    images = (torch.randint(0, 200, (labels.numel(), 3, 8, 8), generator=g) + 12 * labels[:, None, None, None]).to(torch.uint8)
+    images = (torch.randint(0, 200, (labels.numel(), 3, 8, 8), generator=g) + 12 * labels[:, None, None, None]).to(
+        torch.uint8
+    )
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    train = BatchLoader(images, labels, 8, shuffle=True, augment=False, mean=mean, std=std, order_seed=1, drop_last=True)
+    train = BatchLoader(
+        images, labels, 8, shuffle=True, augment=False, mean=mean, std=std, order_seed=1, drop_last=True
+    )
     test = BatchLoader(images, labels, 16, shuffle=False, augment=False, mean=mean, std=std)
     return train, test  # 6 steps per epoch
 
@@ -230,17 +234,21 @@ def test_sm_training_keeps_every_invariant_and_the_linear_layer_dense():
 
 def dsr_hand_case(threshold):
     model, group = hand_group(range(4), range(4), [0.1, 0.2, 0.3, 0.9, 0, 0, 0, 0], [0.15, 0.5, 0.6, 0.7, 0, 0, 0, 0])
-    dsr = DynamicSparseReparameterization(group, 0.5, initial_threshold=threshold, target_pruned_fraction=0.25,
-                                          tolerance=0.1)  # N_p = 4 of 16: adapt below 3.6, above 4.4
+    dsr = DynamicSparseReparameterization(
+        group, 0.5, initial_threshold=threshold, target_pruned_fraction=0.25, tolerance=0.1
+    )  # N_p = 4 of 16: adapt below 3.6, above 4.4
     dsr.started = True
     return group, dsr
 
 
-@pytest.mark.parametrize("threshold, pruned, adapted", [
-    (0.12, 1, 0.24),     # 1 < 0.9 N_p: H doubles
-    (0.35, 4, 0.35),     # within tolerance: H stays
-    (0.55, 5, 0.275),    # 5 > 1.1 N_p: H halves
-])
+@pytest.mark.parametrize(
+    "threshold, pruned, adapted",
+    [
+        (0.12, 1, 0.24),  # 1 < 0.9 N_p: H doubles
+        (0.35, 4, 0.35),  # within tolerance: H stays
+        (0.55, 5, 0.275),  # 5 > 1.1 N_p: H halves
+    ],
+)
 def test_dsr_threshold_doubles_or_halves(threshold, pruned, adapted):
     group, dsr = dsr_hand_case(threshold)
     assert dsr.target_pruned == 4
@@ -266,8 +274,9 @@ def test_dsr_reallocates_in_proportion_to_surviving_weights_at_random_zero_posit
 
 
 def test_dsr_training_keeps_every_invariant_and_reallocates_on_schedule():
-    trainer, group, dsr = make_run(DynamicSparseReparameterization, update_every=2, initial_threshold=0.02,
-                                   target_pruned_fraction=0.02)
+    trainer, group, dsr = make_run(
+        DynamicSparseReparameterization, update_every=2, initial_threshold=0.02, target_pruned_fraction=0.02
+    )
     checker = Invariants(group, 756 - round(0.8 * 756))
     trainer.callbacks.append(checker)
     history = trainer.fit()
@@ -304,10 +313,16 @@ class KillAt(Callback):
             raise Interrupted
 
 
-@pytest.mark.parametrize("method, kwargs", [
-    (SparseMomentum, {}),
-    (DynamicSparseReparameterization, {"update_every": 2, "initial_threshold": 0.05, "target_pruned_fraction": 0.02}),
-])
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        (SparseMomentum, {}),
+        (
+            DynamicSparseReparameterization,
+            {"update_every": 2, "initial_threshold": 0.05, "target_pruned_fraction": 0.02},
+        ),
+    ],
+)
 def test_resume_gives_the_masks_of_an_uninterrupted_run(tmp_path, method, kwargs):
     reference, ref_group, ref_cb = make_run(method, tmp_path / "whole", **kwargs)
     reference.fit()

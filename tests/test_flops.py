@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rewire import masks
-from rewire.flops import count_macs
 from rewire.models import build_model
+from rewire.sparse import masks
+from rewire.sparse.flops import count_macs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,7 +56,9 @@ def test_tiny_model_exact():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(64, 5))
     report = count_macs(model, input_shape=(2, 3, 8, 8))
     assert [(r.name, r.kind, r.positions, r.dense_macs) for r in report.layers] == [
-        ("0", "conv", 16, 1728), ("2", "linear", 1, 320)]
+        ("0", "conv", 16, 1728),
+        ("2", "linear", 1, 320),
+    ]
     assert report.dense_macs == report.sparse_macs == 2048
     assert report.numel == report.nonzero == 108 + 320
     assert report.other_ops["bias"] == 4 * 16 + 5  # one add per output element, not a MAC
@@ -69,11 +71,12 @@ def test_grouped_conv_exact():
     assert report.dense_macs == 144 * 36 == 8 * (4 // 2) * 9 * 36
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("resnet20", 40_813_184), ("resnet32", 69_124_736), ("resnet56", 125_747_840)])
+@pytest.mark.parametrize(
+    "name, expected", [("resnet20", 40_813_184), ("resnet32", 69_124_736), ("resnet56", 125_747_840)]
+)
 def test_resnet_macs_exact(name, expected):
     report = count_macs(build_model(name))
-    assert report.dense_macs == expected == resnet_macs(int(name[len("resnet"):]))
+    assert report.dense_macs == expected == resnet_macs(int(name[len("resnet") :]))
     assert report.layers[-1].kind == "linear" and report.layers[-1].dense_macs == 64 * 10
 
 

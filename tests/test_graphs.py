@@ -11,28 +11,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rewire import graphs
 from rewire.data import BatchLoader
-from rewire.graphs import (
+from rewire.methods import apply_method
+from rewire.models import tiny_graphs as graphs
+from rewire.models.tiny_graphs import (
     ContinuousTimeGraph,
     DiscreteTimeGraph,
     GraphConfig,
     StaticGraph,
+    count_parameters,
+)
+from rewire.sparse.masks import current_mask
+from rewire.sparse.wiring import (
     WiringMonitor,
     adjacency_image,
-    count_parameters,
     dead_nodes,
     live_edge_mask,
     live_edges,
     swaps,
 )
-from rewire.masks import current_mask
-from rewire.methods import apply_method
-from rewire.training import Callback, Trainer, TrainingHparams
+from rewire.train.trainer import Callback, Trainer, TrainingHparams
 
 # 10 nodes: inputs 0-1, blocks (0,1) (2,3,4) (5,6) (7,8,9); outputs 8-9, so node 7 is a sink of the static graph
-TINY = GraphConfig(num_nodes=10, input_nodes=2, output_nodes=2, block_sizes=(2, 3, 2, 3), k=15, steps=3,
-                   stem_channels=4, num_classes=3)
+TINY = GraphConfig(
+    num_nodes=10, input_nodes=2, output_nodes=2, block_sizes=(2, 3, 2, 3), k=15, steps=3, stem_channels=4, num_classes=3
+)
 BLOCK_OF = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 3])
 
 
@@ -320,12 +323,29 @@ def make_trainer(tmp_path, name, kill_at=None):
     model = StaticGraph(TINY)
     apply_method(model, "dnw", k=TINY.k, allowed=model.allowed_edges(), targets=("graph.weight",))
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    train = BatchLoader(pixels, labels, 6, shuffle=True, augment=True, mean=mean, std=std,
-                        order_seed=1, augmentation_seed=2, drop_last=True)
+    train = BatchLoader(
+        pixels,
+        labels,
+        6,
+        shuffle=True,
+        augment=True,
+        mean=mean,
+        std=std,
+        order_seed=1,
+        augmentation_seed=2,
+        drop_last=True,
+    )
     test = BatchLoader(pixels, labels, 12, shuffle=False, augment=False, mean=mean, std=std)
     hparams = TrainingHparams(epochs=3, lr=2.0, momentum=0.9, weight_decay=1e-4, schedule="constant")
-    return Trainer(model, hparams, train, test, run_dir=tmp_path / name,
-                   callbacks=[WiringMonitor(), StopAtStep(kill_at)], progress=False)
+    return Trainer(
+        model,
+        hparams,
+        train,
+        test,
+        run_dir=tmp_path / name,
+        callbacks=[WiringMonitor(), StopAtStep(kill_at)],
+        progress=False,
+    )
 
 
 def test_wiring_monitor_records_and_resumes_from_a_weights_only_checkpoint(tmp_path):

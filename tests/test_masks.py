@@ -15,9 +15,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from rewire import masks
-from rewire.masks import TopKMagnitude, TopKSelector, current_mask, sparsify, topk_mask, update_masks
-from rewire.methods import apply_method, known_methods
+from rewire import methods as rewire_methods
+from rewire.methods.dnw import apply_method, known_methods
+from rewire.sparse import masks
+from rewire.sparse.masks import TopKMagnitude, TopKSelector, current_mask, sparsify, topk_mask, update_masks
 
 N = 6  # nodes of the tiny graph
 
@@ -310,6 +311,7 @@ def test_apply_method_errors_are_helpful():
     layer = nn.Linear(3, 3)
     assert apply_method(layer, "dense") == {} and not masks.is_sparse(layer)
     assert known_methods() == ["dense", "dnw", "dnw_no_update", "rg"]
+    assert set(rewire_methods.names(family="dnw")) == {"dense", "dnw", "dnw_no_update", "rg"}
 
 
 # -------------------------------------------------- the base class fits the later selectors

@@ -71,15 +71,22 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("resnet20", 272_474), ("resnet32", 466_906), ("resnet56", 855_770),
-    ("wrn28_2", 1_467_610), ("wrn28_4", 5_849_050), ("vgg16", 14_724_042),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("resnet20", 272_474),
+        ("resnet32", 466_906),
+        ("resnet56", 855_770),
+        ("wrn28_2", 1_467_610),
+        ("wrn28_4", 5_849_050),
+        ("vgg16", 14_724_042),
+    ],
+)
 def test_exact_parameter_counts(name, expected):
     model = build_model(name)
     assert count(model) == expected
     if name.startswith("resnet"):
-        assert expected == resnet_params(int(name[len("resnet"):]))
+        assert expected == resnet_params(int(name[len("resnet") :]))
     elif name.startswith("wrn"):
         assert expected == wrn_params(28, int(name[-1]))
     else:
@@ -96,10 +103,18 @@ def test_paper_level_parameter_counts():
     assert abs(count(build_model("resnet20")) / 1e6 - 0.27) < 0.005
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("resnet20", {}), ("resnet32", {"width": 4}), ("resnet56", {"width": 4}),
-    ("wrn28_2", {}), ("wrn28_4", {}), ("vgg16", {}), ("small_convnet", {"width": 4}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet20", {}),
+        ("resnet32", {"width": 4}),
+        ("resnet56", {"width": 4}),
+        ("wrn28_2", {}),
+        ("wrn28_4", {}),
+        ("vgg16", {}),
+        ("small_convnet", {"width": 4}),
+    ],
+)
 def test_output_shape_and_last_linear(name, kwargs):
     model = build_model(name, num_classes=7, **kwargs)
     model.eval()
@@ -126,8 +141,11 @@ def test_train_mode_backward():
 
 def test_narrow_resnet_widths():
     model = CifarResNet(20, num_classes=10, width=4)
-    assert [model.layer1[0].conv1.out_channels, model.layer2[0].conv1.out_channels,
-            model.layer3[0].conv1.out_channels] == [4, 8, 16]
+    assert [
+        model.layer1[0].conv1.out_channels,
+        model.layer2[0].conv1.out_channels,
+        model.layer3[0].conv1.out_channels,
+    ] == [4, 8, 16]
     assert count(model) == resnet_params(20, width=4)
 
 
@@ -153,11 +171,16 @@ def test_unknown_model_names_known_ones():
         assert name in known_models()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: CifarResNet(depth=21), lambda: CifarResNet(depth=20, width=0),
-    lambda: WideResNet(depth=27), lambda: WideResNet(depth=28, widen_factor=0),
-    lambda: build_model("vgg16", num_classes=1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CifarResNet(depth=21),
+        lambda: CifarResNet(depth=20, width=0),
+        lambda: WideResNet(depth=27),
+        lambda: WideResNet(depth=28, widen_factor=0),
+        lambda: build_model("vgg16", num_classes=1),
+    ],
+)
 def test_invalid_arguments(make):
     with pytest.raises(ValueError):
         make()

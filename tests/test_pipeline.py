@@ -5,9 +5,9 @@ import os
 
 import nbformat
 import pytest
-
-from rewire import params, pipeline
 from test_params import PARAMETERS, write_notebook, write_params
+
+from rewire.pipeline import stage as pipeline
 
 WRITES_ARTEFACT = """
 import json, pathlib
@@ -18,10 +18,17 @@ pathlib.Path(out_dir, "metrics.json").write_text(json.dumps({"scale": scale, "ep
 def test_success_writes_the_executed_notebook_and_artefacts(tmp_path):
     notebook = write_notebook(tmp_path / "toy.ipynb", PARAMETERS, WRITES_ARTEFACT)
     out = tmp_path / "results" / "toy"
-    executed = pipeline.run_notebook(notebook, "toy", out, params_path=write_params(tmp_path / "params.yaml"),
-                                     failed_dir=tmp_path / "results" / "failed")
+    executed = pipeline.run_notebook(
+        notebook,
+        "toy",
+        out,
+        params_path=write_params(tmp_path / "params.yaml"),
+        failed_dir=tmp_path / "results" / "failed",
+    )
     assert json.loads((out / "metrics.json").read_text()) == {"scale": "cpu", "epochs": 2, "seeds": [0, 1]}
-    injected = [c for c in nbformat.read(executed, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
+    injected = [
+        c for c in nbformat.read(executed, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])
+    ]
     assert len(injected) == 1 and "epochs = 2" in injected[0].source
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["toy"]  # no staging directory left
     umask = os.umask(0)
@@ -33,8 +40,13 @@ def test_failure_leaves_no_results_and_keeps_the_failed_notebook(tmp_path):
     notebook = write_notebook(tmp_path / "toy.ipynb", PARAMETERS, WRITES_ARTEFACT + "\nraise RuntimeError('boom')")
     out = tmp_path / "results" / "toy"
     with pytest.raises(Exception, match="boom"):
-        pipeline.run_notebook(notebook, "toy", out, params_path=write_params(tmp_path / "params.yaml"),
-                              failed_dir=tmp_path / "results" / "failed")
+        pipeline.run_notebook(
+            notebook,
+            "toy",
+            out,
+            params_path=write_params(tmp_path / "params.yaml"),
+            failed_dir=tmp_path / "results" / "failed",
+        )
     assert not out.exists()
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["failed"]
     assert (tmp_path / "results" / "failed" / "toy.ipynb").exists()

@@ -7,18 +7,25 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
 
-from rewire import mask_stats
-from rewire.masks import AssignedMask, SparseWeight, sparse_modules, update_masks
-from rewire.pruning import MaskGroup, PruningRule, check_sparsity, conv_weight_targets, pruned_count, snip_scores
-from rewire.schedules import cubic_sparsity
+from rewire.sparse import stats as mask_stats
+from rewire.sparse.groups import MaskGroup, PruningRule, check_sparsity, conv_weight_targets, pruned_count, snip_scores
+from rewire.sparse.masks import AssignedMask, SparseWeight, sparse_modules, update_masks
+from rewire.sparse.schedules import cubic_sparsity
 
 
 def tiny_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 12, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5),
+        nn.Conv2d(3, 8, 3, padding=1, bias=True),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 12, 1, bias=False),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(12, 5),
     )
 
 
@@ -30,7 +37,9 @@ def convs(model):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_global_magnitude_matches_torch_global_unstructured(sparsity, seed):
     reference = tiny_net(seed)
-    torch_prune.global_unstructured([(c, "weight") for c in convs(reference)], torch_prune.L1Unstructured, amount=sparsity)
+    torch_prune.global_unstructured(
+        [(c, "weight") for c in convs(reference)], torch_prune.L1Unstructured, amount=sparsity
+    )
     expected = [c.weight_mask.bool() for c in convs(reference)]
     ours = PruningRule("weight", "global").masks([c.weight for c in convs(tiny_net(seed))], sparsity)
     for a, b in zip(ours, expected):
@@ -186,16 +195,16 @@ def test_cubic_sparsity_endpoints_and_midpoints():
     assert cubic_sparsity(0.0, **kwargs) == 0.0
     assert cubic_sparsity(150.0, **kwargs) == 0.9
     assert cubic_sparsity(280.0, **kwargs) == 0.9
-    assert cubic_sparsity(75.0, **kwargs) == pytest.approx(0.9 * (1 - 0.5 ** 3))  # s_f + (0 - s_f)(1 - 1/2)^3
+    assert cubic_sparsity(75.0, **kwargs) == pytest.approx(0.9 * (1 - 0.5**3))  # s_f + (0 - s_f)(1 - 1/2)^3
     assert cubic_sparsity(50.0, **kwargs) == pytest.approx(0.9 - 0.9 * (2 / 3) ** 3)
     with_initial = cubic_sparsity(5.0, final=0.8, end=10.0, start=0.0, initial=0.2)
-    assert with_initial == pytest.approx(0.8 + (0.2 - 0.8) * 0.5 ** 3)
+    assert with_initial == pytest.approx(0.8 + (0.2 - 0.8) * 0.5**3)
 
 
 def test_cubic_sparsity_steps_once_per_frequency():
     kwargs = dict(final=0.9, end=4.0, frequency=1.0)
     assert cubic_sparsity(0.99, **kwargs) == 0.0
-    assert cubic_sparsity(1.0, **kwargs) == cubic_sparsity(1.7, **kwargs) == pytest.approx(0.9 * (1 - 0.75 ** 3))
-    assert math.isclose(cubic_sparsity(3.5, **kwargs), 0.9 * (1 - 0.25 ** 3))
+    assert cubic_sparsity(1.0, **kwargs) == cubic_sparsity(1.7, **kwargs) == pytest.approx(0.9 * (1 - 0.75**3))
+    assert math.isclose(cubic_sparsity(3.5, **kwargs), 0.9 * (1 - 0.25**3))
     with pytest.raises(ValueError, match="end > start"):
         cubic_sparsity(1.0, final=0.9, end=0.0)

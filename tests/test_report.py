@@ -2,14 +2,16 @@
 
 import pytest
 
-from rewire import report
+from rewire.pipeline import report
 
 
 def test_results_section_copies_the_stage_table_and_figure(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nfooter\n")
     (tmp_path / "results" / "quickstart").mkdir(parents=True)
-    (tmp_path / "results" / "quickstart" / "summary.md").write_text("### Quickstart\n\nscale **cpu**\n\n| a |\n|---|\n| 1 |\n")
+    (tmp_path / "results" / "quickstart" / "summary.md").write_text(
+        "### Quickstart\n\nscale **cpu**\n\n| a |\n|---|\n| 1 |\n"
+    )
     (tmp_path / "results" / "quickstart" / "learning_curves.png").write_bytes(b"png")
     assert report.update_readme(readme, tmp_path / "results") is True
     text = readme.read_text()

@@ -5,12 +5,16 @@ import json
 import pandas as pd
 import torch
 
-from rewire import plotting, results
+from rewire.pipeline import plotting, results
 
 
 def label():
-    return results.run_label(scale="cpu", seeds=[0, 1], device=torch.device("cpu"),
-                             data_source={"kind": "jpeg-copy", "description": "lossy JPEG copy"})
+    return results.run_label(
+        scale="cpu",
+        seeds=[0, 1],
+        device=torch.device("cpu"),
+        data_source={"kind": "jpeg-copy", "description": "lossy JPEG copy"},
+    )
 
 
 def test_label_names_scale_seeds_source_and_device():
@@ -24,7 +28,9 @@ def test_label_names_scale_seeds_source_and_device():
 def test_metrics_and_tables_carry_the_label(tmp_path):
     lab = label()
     metrics = json.loads(results.write_metrics(tmp_path / "metrics.json", {"top1": 91.5}, lab).read_text())
-    assert metrics == {"label": lab, "top1": 91.5}
+    assert metrics == {"top1": 91.5}  # numbers only: `dvc metrics show` stays a readable table
+    assert json.loads((tmp_path / "label.json").read_text()) == lab
+    assert results.read_label(tmp_path) == lab
     table = pd.DataFrame({"method": ["dense", "dnw"], "top1": [90.0, 91.25]})
     csv_path, md_path = results.write_table(table, tmp_path, "table", lab, title="Table 1")
     csv = pd.read_csv(csv_path)
@@ -37,8 +43,14 @@ def test_metrics_and_tables_carry_the_label(tmp_path):
 
 
 def test_learning_curve_figure_is_written_as_png_with_caption(tmp_path):
-    history = pd.DataFrame({"epoch": [1, 2, 1, 2], "seed": [0, 0, 1, 1], "test_top1": [30.0, 40, 32, 41],
-                            "train_loss": [2.0, 1.5, 2.1, 1.4]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 1, 2],
+            "seed": [0, 0, 1, 1],
+            "test_top1": [30.0, 40, 32, 41],
+            "train_loss": [2.0, 1.5, 2.1, 1.4],
+        }
+    )
     fig = plotting.learning_curves(history, label())
     assert plotting.caption(label()) in [t.get_text() for t in fig.texts]
     path = plotting.save_figure(fig, tmp_path / "curves.png")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rewire.schedules import cosine_factor, linear_warmup_factor, lr_factor, multistep_factor
+from rewire.train.schedules import cosine_factor, linear_warmup_factor, lr_factor, multistep_factor
 
 
 def test_cosine_endpoints_and_midpoint():
@@ -17,7 +17,8 @@ def test_cosine_endpoints_and_midpoint():
 
 def test_multistep_counts_passed_milestones():
     assert [multistep_factor(t, (150, 225), 0.1) for t in (0, 149.9, 150, 224, 225, 300)] == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01, 0.01])
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
 
 
 def test_linear_warmup():
@@ -29,6 +30,7 @@ def test_linear_warmup():
 
 def test_lr_factor_combines_warmup_and_decay_and_rejects_unknown():
     assert lr_factor(1, schedule="cosine", total=10, warmup=2, warmup_start_factor=0.0) == pytest.approx(
-        0.5 * cosine_factor(1, 10))
+        0.5 * cosine_factor(1, 10)
+    )
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_factor(0, schedule="poly", total=10)

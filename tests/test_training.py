@@ -10,11 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rewire import checkpoint
 from rewire.data import BatchLoader
+from rewire.experiments.engine import run_directory
 from rewire.models import SmallConvNet
-from rewire.runtime import Seeds, seed_model_init
-from rewire.training import Callback, Trainer, TrainingHparams, evaluate, parameter_groups, run_directory
+from rewire.train import checkpoint
+from rewire.train.runtime import Seeds, seed_model_init
+from rewire.train.trainer import Callback, Trainer, TrainingHparams, evaluate, parameter_groups
 
 NUM_CLASSES = 4
 TIMING_KEYS = {"train_seconds", "data_seconds", "images_per_second"}
@@ -36,11 +37,28 @@ def make_run(tmp_path, name="run", seed=0, callbacks=(), hparams=None, model_see
     torch.manual_seed(model_seed_override if model_seed_override is not None else seeds.model)
     model = SmallConvNet(num_classes=NUM_CLASSES, width=4)
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    train = BatchLoader(images, labels, 10, shuffle=True, augment=True, mean=mean, std=std,
-                        order_seed=seeds.data_order, augmentation_seed=seeds.augmentation, drop_last=True)
+    train = BatchLoader(
+        images,
+        labels,
+        10,
+        shuffle=True,
+        augment=True,
+        mean=mean,
+        std=std,
+        order_seed=seeds.data_order,
+        augmentation_seed=seeds.augmentation,
+        drop_last=True,
+    )
     test = BatchLoader(images, labels, 16, shuffle=False, augment=False, mean=mean, std=std)
-    hparams = hparams or TrainingHparams(epochs=3, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                                         no_weight_decay_on=("bias", "norm"), schedule="cosine")
+    hparams = hparams or TrainingHparams(
+        epochs=3,
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        no_weight_decay_on=("bias", "norm"),
+        schedule="cosine",
+    )
     run_dir = tmp_path / name if tmp_path is not None else None
     return Trainer(model, hparams, train, test, run_dir=run_dir, callbacks=list(callbacks), progress=False)
 
@@ -178,14 +196,22 @@ class LrRecorder(Callback):
     "hparams, expected",
     [
         # 4 steps per epoch, 3 epochs; per-iteration cosine: t = step / 4
-        (TrainingHparams(epochs=3, lr=0.1, schedule="cosine", schedule_step="iteration"),
-         [0.1 * 0.5 * (1 + math.cos(math.pi * s / 12)) for s in range(12)]),
+        (
+            TrainingHparams(epochs=3, lr=0.1, schedule="cosine", schedule_step="iteration"),
+            [0.1 * 0.5 * (1 + math.cos(math.pi * s / 12)) for s in range(12)],
+        ),
         # per-epoch multistep at epochs 1 and 2, gamma 0.1
-        (TrainingHparams(epochs=3, lr=0.1, schedule="multistep", milestones=(1, 2), gamma=0.1, schedule_step="epoch"),
-         [0.1] * 4 + [0.01] * 4 + [0.001] * 4),
+        (
+            TrainingHparams(
+                epochs=3, lr=0.1, schedule="multistep", milestones=(1, 2), gamma=0.1, schedule_step="epoch"
+            ),
+            [0.1] * 4 + [0.01] * 4 + [0.001] * 4,
+        ),
         # linear warm-up over one epoch from 0.25, then constant
-        (TrainingHparams(epochs=3, lr=0.4, schedule="constant", warmup_epochs=1.0, warmup_start_factor=0.25),
-         [0.4 * (0.25 + 0.75 * s / 4) for s in range(4)] + [0.4] * 8),
+        (
+            TrainingHparams(epochs=3, lr=0.4, schedule="constant", warmup_epochs=1.0, warmup_start_factor=0.25),
+            [0.4 * (0.25 + 0.75 * s / 4) for s in range(4)] + [0.4] * 8,
+        ),
     ],
 )
 def test_learning_rate_follows_the_schedule_at_every_step(hparams, expected):
@@ -199,7 +225,12 @@ def test_weight_decay_groups_exclude_biases_and_norm_parameters():
     decay, no_decay = parameter_groups(model, 1e-4, ("bias", "norm"))
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[3].weight)}
-    assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    assert {id(p) for p in no_decay["params"]} == {
+        id(model[0].bias),
+        id(model[1].weight),
+        id(model[1].bias),
+        id(model[3].bias),
+    }
     (only,) = parameter_groups(model, 1e-4, ())
     assert len(only["params"]) == 6
     decay, no_decay = parameter_groups(model, 1e-4, ("3.*",))  # fnmatch pattern on names
@@ -213,11 +244,16 @@ def test_adam_and_sgd_are_built_as_asked():
     assert isinstance(adam, torch.optim.Adam)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"epochs": 0}, "epochs"), ({"epochs": 1, "optimizer": "rmsprop"}, "optimizer"),
-    ({"epochs": 1, "schedule": "poly"}, "schedule"), ({"epochs": 1, "label_smoothing": 1.0}, "label_smoothing"),
-    ({"epochs": 1, "optimizer": "adam", "nesterov": True}, "nesterov"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 1, "optimizer": "rmsprop"}, "optimizer"),
+        ({"epochs": 1, "schedule": "poly"}, "schedule"),
+        ({"epochs": 1, "label_smoothing": 1.0}, "label_smoothing"),
+        ({"epochs": 1, "optimizer": "adam", "nesterov": True}, "nesterov"),
+    ],
+)
 def test_invalid_hyperparameters_are_rejected_with_the_field_named(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainingHparams(**bad)
@@ -240,7 +276,9 @@ class ZeroInputs(Callback):
 
 def test_optimizer_step_wrappers_nest_in_order_and_step_once():
     events = []
-    trainer = make_run(None, hparams=TrainingHparams(epochs=1), callbacks=[Recorder("a", events), Recorder("b", events)])
+    trainer = make_run(
+        None, hparams=TrainingHparams(epochs=1), callbacks=[Recorder("a", events), Recorder("b", events)]
+    )
     steps = []
     original = trainer.optimizer.step
     trainer.optimizer.step = lambda: (steps.append(1), original())
@@ -263,7 +301,8 @@ def test_label_smoothing_reaches_the_loss():
     trainer = make_run(None, hparams=TrainingHparams(epochs=1, label_smoothing=0.1))
     logits, targets = torch.randn(5, NUM_CLASSES), torch.tensor([0, 1, 2, 3, 0])
     assert trainer.criterion(logits, targets).item() == pytest.approx(
-        F.cross_entropy(logits, targets, label_smoothing=0.1).item())
+        F.cross_entropy(logits, targets, label_smoothing=0.1).item()
+    )
 
 
 def test_evaluate_counts_top1_and_top5_exactly():

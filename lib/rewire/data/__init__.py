@@ -17,7 +17,8 @@ work in two:
    array and where the pixels came from (``source``: official release or JPEG copy).
    The cache is written into a temporary directory next to its destination and
    renamed into place, so a crash never leaves a half-written cache, and its bytes
-   are deterministic for a given source so DVC hashes stay stable.
+   are deterministic for a given source -- and hold no absolute path (the archive is
+   named by its file name) -- so DVC hashes stay stable across checkouts.
 
 2. **Training, every epoch** (:class:`BatchLoader`). The uint8 arrays (150 MB for the
    CIFAR-10 training set) are moved to the training device once. Each batch is

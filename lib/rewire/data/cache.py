@@ -3,8 +3,9 @@
 A cache is the folder ``root/<dataset>/``: four plain ``.npy`` arrays (uint8 ``N x 3 x H x W``
 images and int64 labels per split) and ``meta.json`` (format, classes, counts, the source's
 provenance and the sha256 of every array). It is built in a temporary folder next to its
-destination and renamed into place, its bytes are deterministic for a given source, and it is
-verified against its checksums before use. :func:`prepare` tries an existing cache, then a local
+destination and renamed into place, its bytes are deterministic for a given source and do not
+depend on where the source or the cache lie (meta.json holds no path), and it is verified against
+its checksums before use. :func:`prepare` tries an existing cache, then a local
 archive (read by :mod:`rewire.data.sources`), then the official torchvision download.
 """
 

@@ -122,7 +122,8 @@ class ImageDataset:
     ``train_images``/``test_images`` are uint8 ``[N, 3, H, W]``, the labels int64 ``[N]``
     indexing ``classes``. ``source`` says where the pixels came from (JSON-serialisable:
     ``kind`` is "official", "jpeg-copy" or "image-folder", plus ``description``,
-    ``origin`` and the archive's ``sha256``); results should carry it along.
+    ``origin`` -- the source's kind and file name, never a path -- and the archive's ``sha256``);
+    results should carry it along.
     """
 
     name: str

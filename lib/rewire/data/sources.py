@@ -60,9 +60,13 @@ def read_archive(path: Path, origin: str, dataset: str, image_size: int | None, 
 
     ``arrays`` and ``labels`` map each split to uint8 ``N x 3 x H x W`` images and int64 labels;
     ``provenance`` is the ``source`` record of the cache's meta.json. ``origin`` names ``path`` in
-    messages and in the provenance, unless ``origin_label`` (for example "torchvision download")
-    replaces it there. Raises :class:`WrongDatasetError` when the source is readable but holds
-    another dataset and ``ValueError`` when it cannot be read or decoded.
+    messages (it may be a full path: messages are not stored). The provenance never holds a path:
+    it names the source by its kind and file name (for example "ImageFolder archive
+    cifar10-jpeg.tar.gz" or "official python release cifar-10-python.tar.gz"), so a cache prepared
+    from the same archive is byte-identical wherever the archive and the cache live; ``origin_label``
+    (for example "torchvision download") replaces that name. Raises :class:`WrongDatasetError` when
+    the source is readable but holds another dataset and ``ValueError`` when it cannot be read or
+    decoded.
     """
     source = _open_source(path, origin)
     try:
@@ -94,10 +98,20 @@ def _ignored(path: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in path.split("/"))
 
 
+def _file_name(path: Path) -> str:
+    """The last component of ``path`` (resolved for ``.``/``..``): how provenance names a source, never its path."""
+    name = path.name
+    if name in ("", ".", ".."):
+        name = path.resolve().name
+    return name or "/"
+
+
 class _Source:
     """Files of an archive or directory, addressed by relative POSIX paths."""
 
-    origin: str
+    origin: str  # how messages name the source (may be a full path; never stored)
+    container: str  # "archive" | "directory"
+    name: str  # the file or folder name alone: what the provenance stores
 
     def files(self) -> list[str]:
         raise NotImplementedError
@@ -119,9 +133,12 @@ class _Source:
 
 
 class _TarSource(_Source):
+    container = "archive"
+
     def __init__(self, path: Path, origin: str):
         self.path = path
         self.origin = origin
+        self.name = _file_name(path)
         try:
             self._tar = tarfile.open(path, "r:*")
             members = self._tar.getmembers()
@@ -149,9 +166,12 @@ class _TarSource(_Source):
 
 
 class _DirectorySource(_Source):
+    container = "directory"
+
     def __init__(self, path: Path, origin: str):
         self.path = path
         self.origin = origin
+        self.name = _file_name(path)
 
     def files(self) -> list[str]:
         out = []
@@ -436,16 +456,30 @@ def _resize_array(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _portable_origin(source: _Source, layout: _Layout) -> str:
+    """The source named by its kind and file name, e.g. "ImageFolder archive cifar10-jpeg.tar.gz",
+    "official python release cifar-10-python.tar.gz" or "ImageFolder directory flowers": no path,
+    so the provenance (and the cache's bytes) do not depend on where the archive lies."""
+    if layout.kind == "image-folder":
+        return f"ImageFolder {source.container} {source.name}"
+    if source.container == "archive":
+        return f"official python release {source.name}"
+    return f"official python release directory {source.name}"
+
+
 def _read_source(source: _Source, dataset: str, image_size: int | None, origin_label: str | None = None):
-    """Decode a source into (classes, arrays, labels, source-provenance dict)."""
+    """Decode a source into (classes, arrays, labels, source-provenance dict).
+
+    The provenance names the source by :func:`_portable_origin` (or ``origin_label``), never by
+    ``source.origin``, which may be an absolute path."""
     layouts = _detect_layouts(source.files())
     layout = _choose_layout(layouts, dataset, source)
-    origin = origin_label or source.origin
+    origin = origin_label or _portable_origin(source, layout)
     started = time.perf_counter()
     if layout.kind in ("cifar10-python", "cifar100-python"):
         classes, arrays, labels = _read_cifar_python(source, layout, dataset, image_size)
         title = OFFICIAL_RELEASES[dataset]["title"]
-        how = "downloaded through torchvision" if origin_label else f"read from {origin}"
+        how = "downloaded through torchvision" if origin_label else f"read from {source.container} {source.name}"
         provenance = {
             "kind": "official",
             "description": f"official {title} python release (pickled batches, pixel-exact), {how}",
@@ -460,14 +494,14 @@ def _read_source(source: _Source, dataset: str, image_size: int | None, origin_l
             title = OFFICIAL_RELEASES[dataset]["title"]
             provenance = {
                 "kind": "jpeg-copy",
-                "description": (f"{title} as a lossy JPEG re-encoding of the official data (ImageFolder {origin}); "
+                "description": (f"{title} as a lossy JPEG re-encoding of the official data ({origin}); "
                                 f"pixel values differ slightly from the official release, so accuracies may sit "
                                 f"1-2 points lower than on the official data{test_note}{resize_note}"),
             }
         else:
             provenance = {
                 "kind": "image-folder",
-                "description": (f"ImageFolder {origin} ({len(classes)} classes, {'/'.join(formats)} files)"
+                "description": (f"{origin} ({len(classes)} classes, {'/'.join(formats)} files)"
                                 f"{test_note}{resize_note}"),
             }
         provenance["formats"] = formats

@@ -1,18 +1,20 @@
 """Model definitions. Models are dense; sparsification methods are applied to them from outside.
 
 :func:`build_model` builds a model by name: the CIFAR models of DPF (Lin et al. 2020,
-Section 5 "Models" and Table 1): ResNet-20/32/56, WideResNet-28-2/4/8, VGG16-D, and
-the quickstart's small CNN. Every model's last module is an ``nn.Linear`` classifier.
+Section 5 "Models" and Table 1): ResNet-20/32/56, WideResNet-28-2/4/8, VGG16-D, the
+quickstart's small CNN, and DNW Table 1's tiny neural graphs (``tiny_static``,
+``tiny_discrete_time``, ``tiny_continuous_time``). Every model's last module is an ``nn.Linear`` classifier.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 
 from rewire.models.convnet import SmallConvNet
 from rewire.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
+from rewire.models.tiny_graphs import GraphConfig, build_graph
 from rewire.models.vgg import VGG, VGG16_D, vgg16
 from rewire.models.wideresnet import WideResNet, wideresnet28, wrn28_2, wrn28_4, wrn28_8
 
@@ -45,6 +47,19 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "wrn28_8": wrn28_8,
     "vgg16": vgg16,
 }
+
+
+def _tiny_graph(kind: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int = 10, **fields) -> nn.Module:
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in fields.items()}
+        return build_graph(kind, GraphConfig(num_classes=num_classes, **fields))
+
+    build.__doc__ = f"The {kind} tiny neural graph of DNW Table 1; keyword arguments are GraphConfig fields."
+    return build
+
+
+# DNW Table 1's tiny neural graphs (rewire.models.tiny_graphs), built from GraphConfig fields
+MODELS.update({f"tiny_{kind}": _tiny_graph(kind) for kind in ("static", "discrete_time", "continuous_time")})
 
 
 def known_models() -> list[str]:

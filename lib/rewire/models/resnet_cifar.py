@@ -7,8 +7,7 @@ linear classifier; depth = 6n + 2 (ResNet-20/32/56: n = 3/5/9).
 Shortcuts are "option B" of He et al. (Section 3.3): identity when the shape is
 kept, a strided 1x1 conv + BN when it changes. This follows the DPF unofficial
 code (INCHEON-CHO/Dynamic_Model_Pruning_with_Feedback,
-``pruning/models/resnet_mask.py``, see ``spec/reference-robust-binary-and-dpf.md``
-B5), not the parameter-free "option A" of He et al.'s own CIFAR experiments, so
+``pruning/models/resnet_mask.py``), not the parameter-free "option A" of He et al.'s own CIFAR experiments, so
 the counts are slightly above the paper's 0.27M / 0.46M / 0.85M.
 
 Measured here (10 classes, ``width=16``; MACs of the conv and linear layers for one

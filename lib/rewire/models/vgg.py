@@ -22,7 +22,7 @@ Measured here (10 classes): 14,724,042 parameters, 313,201,664 MACs
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -32,8 +32,26 @@ from rewire.models.init import kaiming_conv_unit_batchnorm
 __all__ = ["VGG", "VGG16_D", "vgg16"]
 
 # Simonyan & Zisserman 2015, Table 1, column D: conv widths, "M" = 2x2 max-pool.
-VGG16_D: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                                  512, 512, 512, "M", 512, 512, 512, "M")
+VGG16_D: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 
 
 class VGG(nn.Module):
@@ -56,8 +74,11 @@ class VGG(nn.Module):
             if item == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             elif isinstance(item, int) and item > 0:
-                layers += [nn.Conv2d(previous, item, kernel_size=3, padding=1, bias=False),
-                           nn.BatchNorm2d(item), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(previous, item, kernel_size=3, padding=1, bias=False),
+                    nn.BatchNorm2d(item),
+                    nn.ReLU(inplace=True),
+                ]
                 previous = item
             else:
                 raise ValueError(f"config entries must be positive ints or 'M', got {item!r}")

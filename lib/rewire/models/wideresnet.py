@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from rewire.models.init import kaiming_conv_unit_batchnorm
-import torch.nn.functional as F
 
 __all__ = ["WideBasicBlock", "WideResNet", "wideresnet28", "wrn28_2", "wrn28_4", "wrn28_8"]
 
@@ -72,14 +72,17 @@ class WideResNet(nn.Module):
     PyTorch's default init. The last module is the ``nn.Linear`` classifier ``fc``.
     """
 
-    def __init__(self, depth: int = 28, widen_factor: int = 2, num_classes: int = 10,
-                 dropout: float = 0.0, in_channels: int = 3) -> None:
+    def __init__(
+        self, depth: int = 28, widen_factor: int = 2, num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3
+    ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f"WideResNet depth must be 6N + 4 with N >= 1 (16, 22, 28, ...), got {depth}")
         if widen_factor < 1 or num_classes < 2 or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"need widen_factor >= 1, num_classes >= 2, 0 <= dropout < 1, got "
-                             f"widen_factor={widen_factor}, num_classes={num_classes}, dropout={dropout}")
+            raise ValueError(
+                f"need widen_factor >= 1, num_classes >= 2, 0 <= dropout < 1, got "
+                f"widen_factor={widen_factor}, num_classes={num_classes}, dropout={dropout}"
+            )
         self.depth, self.widen_factor = depth, widen_factor
         blocks_per_stage = (depth - 4) // 6
         stem_width = 16  # Table 1: conv1 has 16 channels, independent of k

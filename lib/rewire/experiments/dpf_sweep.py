@@ -1,0 +1,616 @@
+"""The experiments of the DPF paper: one (method, target sparsity) point of its sweeps, all seeds.
+
+``python -m rewire.dpf_sweep --method dpf --sparsity 0.9 --out results/dpf_runs/dpf-0.9`` is
+one DVC matrix stage (``dvc.yaml``: ``dpf_run``); ``notebooks/03_dpf_sweeps.ipynb`` reads the
+``run.json`` files of all stages and draws the paper's tables and figures. The recipe is the
+``dpf_sweeps`` block of ``params.yaml`` at the active scale (:class:`Recipe`).
+
+Every method (from the registry, :mod:`rewire.methods`) is a sequence of training *phases*, each a
+run of the run engine (:mod:`rewire.experiments.engine`: a directory hashed on the settings and on
+the code) under ``checkpoints/dpf_runs``: a killed stage resumes, a code change retrains, and a
+phase that several methods share
+(the dense training behind One-shot P+FT and the lottery ticket, the DPF run behind DPF + FT
+and the Figure 5 rewind) is trained once and found again by its hash.
+
+=================  ==========================================================================
+method             phases (paper, algorithm)
+=================  ==========================================================================
+dense              dense training (the "baseline on dense model" column)
+dpf                DPF, Algorithm 1: global magnitude mask every 16 iterations, feedback
+dpf_structured     DPF with filters ranked by L2 norm, one global threshold (Section 5.2)
+incremental        Zhu & Gupta (2017) gradual magnitude pruning, no feedback (Table 2, ZG)
+snip               SNIP (Lee et al. 2019): saliency mask at initialisation, then training
+oneshot_ft         dense training, one-shot global magnitude pruning, fine-tuning (Han et al. 2015)
+incremental_ft     incremental, then fine-tuning with its final mask (Table 2)
+dpf_ft             DPF, then fine-tuning with its final mask (Table 2, "DPF + FT")
+lottery            dense, prune, rewind to initialisation, retrain (Frankle & Carbin 2019);
+                   ``lottery_rounds`` > 1 prunes iteratively, s_r = 1 - (1 - s)^(r/R)
+dpf_rewind         DPF's final mask with the initial weights, retrained (Figure 5: not a lottery ticket)
+sm                 Sparse Momentum (Dettmers & Zettlemoyer 2019), sparse from scratch
+dsr                Dynamic Sparse Reparameterization (Mostafa & Wang 2019), sparse from scratch
+sfp                Soft Filter Pruning (He et al. 2018): per-layer filter L2, every epoch
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from rewire import methods
+from rewire.data.datasets import CorruptDataError, DataNotFoundError
+from rewire.experiments.engine import ModelSpec, RunContext
+from rewire.io import write_json
+from rewire.methods.dpf import DPF_UPDATE_EVERY, GRADUAL_METHODS, GradualPruning, SparsitySchedule, second_decay_epoch
+from rewire.methods.pruning import attach_fixed_mask, lottery_round_sparsity, magnitude_masks, snip_masks
+from rewire.pipeline import params as params_module
+from rewire.sparse import flops
+from rewire.sparse import stats as mask_stats
+from rewire.sparse.groups import MaskGroup, PruningRule, check_sparsity, conv_weight_targets
+from rewire.train import checkpoint as checkpoint_module
+from rewire.train.runtime import pick_device
+from rewire.train.trainer import Callback, TrainingHparams
+
+__all__ = ["Recipe", "METHODS", "STRUCTURED_METHODS", "known_methods", "run_point", "main"]
+
+STAGE = "dpf_sweeps"
+RUN_FILE = "run.json"
+
+METHODS = (
+    "dense",
+    "dpf",
+    "incremental",
+    "snip",
+    "oneshot_ft",
+    "incremental_ft",
+    "dpf_ft",
+    "lottery",
+    "dpf_rewind",
+    "sm",
+    "dsr",
+    "dpf_structured",
+    "sfp",
+)
+STRUCTURED_METHODS = ("dpf_structured", "sfp")
+
+
+def known_methods() -> list[str]:
+    return list(METHODS)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyperparameters of a sweep point (open_lth style: every field defines the run).
+
+    Defaults are DPF's CIFAR ResNet recipe (Appendix A.2): batch 128, SGD with Nesterov
+    momentum 0.9, lr 0.2 decayed x0.1 at 50% and 75% of training, weight decay 1e-4,
+    mask update every 16 iterations, sparsity ramp over whole epochs until the second decay.
+    """
+
+    epochs: int
+    train_per_class: int = 0  # 0 = the whole training set
+    test_per_class: int = 0  # 0 = the whole test set
+    dataset: str = "cifar10"
+    model: str = "resnet20"
+    batch_size: int = 128
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of `epochs`
+    gamma: float = 0.1
+    update_every: int = DPF_UPDATE_EVERY
+    sparsity_frequency: float = 1.0  # Δt of the cubic ramp in epochs; 0 = at every mask update
+    finetune_epochs: int = 1
+    finetune_lr: float = 0.01
+    lottery_rounds: int = 1
+    seeds: tuple[int, ...] = (0,)
+
+    @classmethod
+    def from_params(cls, values: dict[str, Any]) -> Recipe:
+        """Build from a ``params.yaml`` block; keys that are not recipe fields (notebook-only) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.finetune_epochs < 1:
+            raise ValueError(f"epochs and finetune_epochs must be >= 1, got {self.epochs} and {self.finetune_epochs}")
+        if len(self.milestones) < 2 or not all(0 < m < 1 for m in self.milestones):
+            raise ValueError(
+                f"milestones are fractions of training in (0, 1), at least two (the sparsity ramp ends "
+                f"at the second); got {self.milestones}"
+            )
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        if self.lottery_rounds < 1:
+            raise ValueError(f"lottery_rounds must be >= 1, got {self.lottery_rounds}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hparams(
+        self, *, epochs: int | None = None, lr: float | None = None, schedule: str = "multistep"
+    ) -> TrainingHparams:
+        epochs = self.epochs if epochs is None else epochs
+        return TrainingHparams(
+            epochs=epochs,
+            lr=self.lr if lr is None else lr,
+            momentum=self.momentum,
+            nesterov=True,
+            weight_decay=self.weight_decay,
+            schedule=schedule,
+            milestones=tuple(m * epochs for m in self.milestones),
+            gamma=self.gamma,
+            schedule_step="iteration",
+        )
+
+    def sparsity_schedule(self, final: float) -> SparsitySchedule:
+        """Zhu & Gupta ramp from 0 at epoch 0 to ``final`` at "the epoch (n) when performing the second
+        learning rate decay" (Appendix A.2): the whole epoch in which that decay falls, at least 1."""
+        end = max(1, math.floor(second_decay_epoch(self.hparams().milestones)))
+        return SparsitySchedule(final=final, end=float(end), frequency=self.sparsity_frequency)
+
+
+# --------------------------------------------------------------------- context
+
+
+def make_context(
+    recipe: Recipe,
+    data,
+    device: torch.device,
+    checkpoint_root: str | os.PathLike,
+    progress: bool | None = None,
+    reuse_checkpoints: bool | None = None,
+) -> Context:
+    return Context(
+        data=data,
+        device=device,
+        batch_size=recipe.batch_size,
+        checkpoint_root=Path(checkpoint_root),
+        progress=progress,
+        reuse_checkpoints=reuse_checkpoints,
+        code=(__name__,),
+        recipe=recipe,
+    )
+
+
+@dataclass
+class Context(RunContext):
+    """The run engine's context plus the sweep's recipe."""
+
+    recipe: Recipe | None = None
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(self.recipe.model, num_classes=len(self.data.classes))
+
+    def fresh_model(self, seed: int) -> nn.Module:
+        return self.build(self.model_spec(), seed)
+
+    def base_config(self, seed: int) -> dict[str, Any]:
+        recipe = {k: v for k, v in self.recipe.as_dict().items() if k != "seeds"}
+        return {"recipe": recipe, "seed": seed, "source": self.data.source.get("kind", "unknown")}
+
+
+@dataclass
+class Phase:
+    """A finished training phase: the model (with its mask group, if any), its history and callbacks."""
+
+    name: str
+    model: nn.Module
+    group: MaskGroup | None
+    records: list[dict[str, Any]]
+    callbacks: list[Callback]
+    hparams: TrainingHparams
+    checkpoint: str = ""
+
+
+def _train(
+    ctx: Context,
+    name: str,
+    seed: int,
+    config: dict[str, Any],
+    model: nn.Module,
+    group: MaskGroup | None,
+    hparams: TrainingHparams,
+    callbacks: Sequence[Callback] = (),
+) -> Phase:
+    result = ctx.fit(
+        f"{name}-seed{seed}",
+        seed=seed,
+        config={**config, "phase": name, "hparams": hparams.as_dict()},
+        model=model,
+        hparams=hparams,
+        callbacks=callbacks,
+        model_spec=ctx.model_spec(),
+        run_info={"phase": name},
+    )
+    return Phase(
+        name,
+        model,
+        group,
+        [dict(r, phase=name) for r in result.records],
+        list(callbacks),
+        hparams,
+        result.record["checkpoint"],
+    )
+
+
+def _plain_state(model: nn.Module, group: MaskGroup | None) -> dict[str, torch.Tensor]:
+    """The model's state with every pruned weight replaced by w̃ = m ⊙ w under its plain name,
+    loadable into a fresh (unsparsified) copy of the model."""
+    state = model.state_dict()
+    if group is None:
+        return state
+    plain = {}
+    prefixes = [name[: -len(tensor)] + "parametrizations." for name, (_, tensor) in zip(group.names, group.targets)]
+    for key, value in state.items():
+        if not any(key.startswith(p) for p in prefixes):
+            plain[key] = value
+    for name, weight, mask in zip(group.names, group.dense_weights(), group.masks()):
+        plain[name] = (weight.detach() * mask).clone()
+    return plain
+
+
+# --------------------------------------------------------------------- phases
+
+
+def _dense(ctx: Context, seed: int) -> Phase:
+    model = ctx.fresh_model(seed)
+    return _train(ctx, "dense", seed, ctx.base_config(seed), model, None, ctx.recipe.hparams())
+
+
+def _gradual(ctx: Context, method: str, sparsity: float, seed: int) -> Phase:
+    model = ctx.fresh_model(seed)
+    attached = methods.get(method).attach(
+        model, schedule=ctx.recipe.sparsity_schedule(sparsity), update_every=ctx.recipe.update_every
+    )
+    config = {**ctx.base_config(seed), "method": method, "sparsity": sparsity}
+    return _train(ctx, method, seed, config, model, attached.group, ctx.recipe.hparams(), attached.callbacks)
+
+
+def _fixed_mask(
+    ctx: Context,
+    name: str,
+    seed: int,
+    config: dict[str, Any],
+    start_state: dict[str, torch.Tensor],
+    masks_from: Callable[[MaskGroup], list[torch.Tensor]],
+    *,
+    epochs: int,
+    lr: float,
+    schedule: str,
+) -> Phase:
+    """Train with a fixed mask (masked route, pruned weights zero) from ``start_state``."""
+    model = ctx.fresh_model(seed)
+    model.load_state_dict(start_state)
+    attached = attach_fixed_mask(model, masks_from)
+    hparams = ctx.recipe.hparams(epochs=epochs, lr=lr, schedule=schedule)
+    return _train(ctx, name, seed, config, model, attached.group, hparams, attached.callbacks)
+
+
+def _finetune(ctx: Context, source: Phase, method: str, sparsity: float, seed: int) -> Phase:
+    """Fine-tune ``source``'s pruned model with its final mask fixed (Table 2, "+ FT")."""
+    masks = [m.clone() for m in source.group.masks()]
+    config = {**ctx.base_config(seed), "method": method, "sparsity": sparsity}
+    return _fixed_mask(
+        ctx,
+        f"{method}",
+        seed,
+        config,
+        _plain_state(source.model, source.group),
+        lambda g: masks,
+        epochs=ctx.recipe.finetune_epochs,
+        lr=ctx.recipe.finetune_lr,
+        schedule="cosine",
+    )
+
+
+def _oneshot_ft(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
+    dense = _dense(ctx, seed)
+    config = {**ctx.base_config(seed), "method": "oneshot_ft", "sparsity": sparsity}
+    tuned = _fixed_mask(
+        ctx,
+        "oneshot_ft",
+        seed,
+        config,
+        dense.model.state_dict(),
+        magnitude_masks(sparsity),
+        epochs=ctx.recipe.finetune_epochs,
+        lr=ctx.recipe.finetune_lr,
+        schedule="cosine",
+    )
+    return [dense, tuned]
+
+
+def _snip(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
+    probe = ctx.fresh_model(seed)
+    init_state = {k: v.clone() for k, v in probe.state_dict().items()}
+    train, _ = ctx.loaders(seed)
+    inputs, targets = next(iter(train))  # one minibatch, as in Lee et al. (2019), Algorithm 1
+    masks = snip_masks(probe, sparsity, inputs, targets)
+    config = {**ctx.base_config(seed), "method": "snip", "sparsity": sparsity}
+    return [
+        _fixed_mask(
+            ctx,
+            "snip",
+            seed,
+            config,
+            init_state,
+            lambda g: masks,
+            epochs=ctx.recipe.epochs,
+            lr=ctx.recipe.lr,
+            schedule="multistep",
+        )
+    ]
+
+
+def _lottery(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
+    """Frankle & Carbin (2019): train, prune the smallest weights, rewind the rest to initialisation, retrain.
+    With R rounds, round r prunes to s_r = 1 - (1 - s)^(r/R) of the previous survivors' magnitudes."""
+    init_state = {k: v.clone() for k, v in ctx.fresh_model(seed).state_dict().items()}
+    phases = [_dense(ctx, seed)]
+    rounds = ctx.recipe.lottery_rounds
+    for r in range(1, rounds + 1):
+        target = lottery_round_sparsity(sparsity, r, rounds)
+        masks = PruningRule("weight", "global").masks(_pruned_weights(phases[-1]), target)
+        config = {**ctx.base_config(seed), "method": "lottery", "sparsity": sparsity, "round": r, "rounds": rounds}
+        phases.append(
+            _fixed_mask(
+                ctx,
+                f"lottery_round{r}",
+                seed,
+                config,
+                init_state,
+                lambda g, m=masks: m,
+                epochs=ctx.recipe.epochs,
+                lr=ctx.recipe.lr,
+                schedule="multistep",
+            )
+        )
+    return phases
+
+
+def _pruned_weights(phase: Phase) -> list[torch.Tensor]:
+    """The conv weights of a finished phase as the model uses them (w̃ = m ⊙ w when it is pruned)."""
+    if phase.group is not None:
+        return [w.detach() * m for w, m in zip(phase.group.dense_weights(), phase.group.masks())]
+    return [
+        phase.model.get_submodule(name.rpartition(".")[0]).weight.detach() for name in conv_weight_targets(phase.model)
+    ]
+
+
+def _dpf_rewind(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
+    """Figure 5: DPF's final mask applied to the initial weights, retrained with the mask fixed."""
+    dpf = _gradual(ctx, "dpf", sparsity, seed)
+    masks = [m.clone() for m in dpf.group.masks()]
+    init_state = {k: v.clone() for k, v in ctx.fresh_model(seed).state_dict().items()}
+    config = {**ctx.base_config(seed), "method": "dpf_rewind", "sparsity": sparsity}
+    return [
+        dpf,
+        _fixed_mask(
+            ctx,
+            "dpf_rewind",
+            seed,
+            config,
+            init_state,
+            lambda g: masks,
+            epochs=ctx.recipe.epochs,
+            lr=ctx.recipe.lr,
+            schedule="multistep",
+        ),
+    ]
+
+
+def _dynamic_sparse(ctx: Context, method: str, sparsity: float, seed: int) -> list[Phase]:
+    model = ctx.fresh_model(seed)
+    attached = methods.get(method).attach(model, sparsity, seed=seed)
+    config = {**ctx.base_config(seed), "method": method, "sparsity": sparsity}
+    return [_train(ctx, method, seed, config, model, attached.group, ctx.recipe.hparams(), attached.callbacks)]
+
+
+def run_phases(ctx: Context, method: str, sparsity: float, seed: int) -> list[Phase]:
+    """Train every phase of ``method`` at ``sparsity`` for one seed (finished phases are found, not retrained)."""
+    if method == "dense":
+        return [_dense(ctx, seed)]
+    if method in GRADUAL_METHODS:
+        return [_gradual(ctx, method, sparsity, seed)]
+    if method in ("incremental_ft", "dpf_ft"):
+        source = _gradual(ctx, method[: -len("_ft")], sparsity, seed)
+        return [source, _finetune(ctx, source, method, sparsity, seed)]
+    if method == "oneshot_ft":
+        return _oneshot_ft(ctx, sparsity, seed)
+    if method == "snip":
+        return _snip(ctx, sparsity, seed)
+    if method == "lottery":
+        return _lottery(ctx, sparsity, seed)
+    if method == "dpf_rewind":
+        return _dpf_rewind(ctx, sparsity, seed)
+    if method in ("sm", "dsr"):
+        return _dynamic_sparse(ctx, method, sparsity, seed)
+    raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------- one point
+
+
+def _summarise(phases: list[Phase], seed: int) -> dict[str, Any]:
+    last = phases[-1]
+    final = last.records[-1]
+    macs = flops.count_macs(last.model)
+    records, offset = [], 0
+    for phase in phases:
+        for r in phase.records:
+            records.append({**r, "epoch_overall": offset + r["epoch"]})
+        offset += phase.records[-1]["epoch"]
+    main = phases[-1] if len(phases) == 1 else next((p for p in phases if p.name in GRADUAL_METHODS), phases[-1])
+    seconds = sum(r["train_seconds"] for r in main.records)
+    steps = main.records[-1]["step"]
+    summary = {
+        "seed": seed,
+        "test_top1": final["test_top1"],
+        "test_top5": final["test_top5"],
+        "test_loss": final["test_loss"],
+        "sparsity": final.get("sparsity", 0.0),
+        "filter_sparsity": final.get("filter_sparsity"),
+        "delta": final.get("delta", 0.0),
+        "macs_dense": macs.dense_macs,
+        "macs_sparse": macs.sparse_macs,
+        "seconds_per_iteration": seconds / steps,
+        "timed_phase": main.name,
+        "phases": [p.name for p in phases],
+        "checkpoints": {p.name: p.checkpoint for p in phases},
+        "history": records,
+    }
+    if last.group is not None:
+        summary["layer_sparsity"] = mask_stats.layer_sparsities(last.group.names, last.group.masks())
+    for phase in phases:
+        for callback in phase.callbacks:
+            if isinstance(callback, GradualPruning):
+                summary["mask_convergence"] = callback.mask_convergence(phase.hparams.epochs)
+    return summary
+
+
+def run_point(
+    method: str,
+    sparsity: float,
+    recipe: Recipe,
+    *,
+    data,
+    checkpoint_root: str | os.PathLike,
+    device: torch.device | None = None,
+    progress: bool | None = None,
+    reuse_checkpoints: bool | None = None,
+) -> dict[str, Any]:
+    """Run ``method`` at ``sparsity`` for every seed of ``recipe``; return the summary written to ``run.json``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    sparsity = 0.0 if method == "dense" else check_sparsity(sparsity)
+    if method != "dense" and sparsity == 0.0:
+        raise ValueError(f"method {method!r} needs a target sparsity in (0, 1), got 0")
+    ctx = make_context(recipe, data, device or pick_device(), checkpoint_root, progress, reuse_checkpoints)
+    started = time.perf_counter()
+    runs = [_summarise(run_phases(ctx, method, sparsity, seed), seed) for seed in recipe.seeds]
+    return {
+        "method": method,
+        "sparsity": sparsity,
+        "structured": method in STRUCTURED_METHODS,
+        "recipe": recipe.as_dict(),
+        "seconds": time.perf_counter() - started,
+        "runs": runs,
+    }
+
+
+def write_point(out_dir: str | os.PathLike, point: dict[str, Any], label: dict[str, Any]) -> Path:
+    """Write ``run.json`` into ``out_dir`` atomically (the directory appears complete or not at all)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    try:
+        write_json(staging / RUN_FILE, {"label": label, **point})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir / RUN_FILE
+
+
+def read_point(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run its sweep stage first (`dvc repro dpf_run`)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun its stage") from error
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rewire.dpf_sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
+    parser.add_argument(
+        "--sparsity", required=True, type=float, help="target sparsity over the pruned layers, e.g. 0.9"
+    )
+    parser.add_argument("--out", required=True, help="directory for run.json (written atomically)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--stage", default=STAGE, help="the params.yaml block holding the recipe")
+    parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--checkpoints", default="checkpoints/dpf_runs")
+    parser.add_argument(
+        "--reuse-checkpoints",
+        action="store_true",
+        help="reuse runs trained by other code (same settings) instead of training again; recorded",
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a killed stage leaves no half-written run.json
+    try:
+        scale, values = params_module.stage_values(args.stage, args.params, args.scale)
+        recipe = Recipe.from_params(values)
+        if args.method not in METHODS:
+            raise ValueError(f"unknown method {args.method!r}; known methods: {', '.join(METHODS)}")
+        sparsity = 0.0 if args.method == "dense" else check_sparsity(args.sparsity)
+        from rewire import data as rdata
+        from rewire.pipeline import results
+
+        full = rdata.load(recipe.dataset, root=args.data_root)
+        data = full.class_balanced_subset(recipe.train_per_class or None, recipe.test_per_class or None, seed=0)
+        device = pick_device()
+        label = results.run_label(scale=scale, seeds=recipe.seeds, data_source=data.source, device=device)
+        point = run_point(
+            args.method,
+            sparsity,
+            recipe,
+            data=data,
+            checkpoint_root=args.checkpoints,
+            device=device,
+            reuse_checkpoints=args.reuse_checkpoints or None,
+        )
+        path = write_point(args.out, point, label)
+    except (
+        params_module.ParamsError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        checkpoint_module.CheckpointError,
+        DataNotFoundError,
+        CorruptDataError,
+    ) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"error: interrupted; nothing was written to {args.out} (finished epochs resume from {args.checkpoints})",
+            file=sys.stderr,
+        )
+        return 130
+    top1 = ", ".join(f"{r['test_top1']:.2f}" for r in point["runs"])
+    print(f"{args.method} at sparsity {sparsity}: test top-1 {top1} -> {path}")
+    return 0
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

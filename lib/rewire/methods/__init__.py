@@ -1,0 +1,26 @@
+"""Sparse-training methods, one module per family, all in one registry (:mod:`rewire.methods.registry`).
+
+==========================  =================================================================
+module                      methods
+==========================  =================================================================
+``methods/dnw.py``          ``dnw``, ``dnw_no_update``, ``rg``, ``dense`` (DNW, Wortsman et al. 2019)
+``methods/dpf.py``          ``dpf``, ``dpf_structured``, ``incremental``, ``sfp`` and the procedures
+                            ``dpf_ft``, ``incremental_ft``, ``dpf_rewind`` (DPF, Lin et al. 2020)
+``methods/pruning.py``      ``snip``, ``oneshot_ft``, ``lottery`` (pruning baselines of DPF)
+``methods/dynamic_sparse.py``  ``sm``, ``dsr`` (sparse-from-scratch baselines of DPF)
+==========================  =================================================================
+
+Add a method: write ``methods/<family>.py`` with its selector or callback and a
+``register(Method(...))`` call, and import the module here.
+"""
+
+from rewire.methods import dnw, dpf, dynamic_sparse, pruning  # noqa: F401  (each registers its methods)
+from rewire.methods.dnw import apply_method
+from rewire.methods.registry import Attached, Method, get, names, register, table
+
+__all__ = ["apply_method", "Attached", "Method", "get", "names", "register", "table", "known_methods"]
+
+
+def known_methods() -> list[str]:
+    """Every registered method name."""
+    return names()

@@ -1,0 +1,281 @@
+"""Dynamic Model Pruning with Feedback (Lin et al., ICLR 2020), Algorithm 1, and its gradual relatives.
+
+Algorithm 1 (Appendix A.1)::
+
+    for t = 0..T:
+        if p | t: m <- m_t(w_t)               # line 3: global magnitude mask at sparsity s_t
+        w~_t = m ⊙ w_t                        # line 5: the pruned model
+        g = grad f(w~_t; minibatch)           # line 6: gradient AT THE PRUNED MODEL
+        w_{t+1} = Opt(w_t, g)                 # line 7: applied to the DENSE weights
+
+In this repository that is :class:`GradualPruning` on a :class:`rewire.pruning.MaskGroup`
+whose gradient route is ``straight_through``: the forward pass reads ``m ⊙ w``, every dense
+weight receives dL/dw~, and the optimizer (momentum, weight decay) acts on the dense
+weights, so a pruned weight whose accumulated gradient makes it large re-enters the mask
+at the next update (error feedback, Section 3: w_{t+1} = w_t - γ g(w_t + e_t)).
+
+The same callback with other switches gives the baselines that differ from DPF in one place:
+
+================  =================  ============  =========================  ============
+method            rule               route         mask update                pruned weights
+================  =================  ============  =========================  ============
+DPF               global, weight     straight      every p = 16 iterations    kept (feedback)
+structured DPF    global, filter     straight      every p = 16 iterations    kept (feedback)
+Incremental (ZG)  global, weight     masked        every epoch (Δt = 1)       zeroed, frozen
+SFP               per layer, filter  straight      every epoch                zeroed, updated
+================  =================  ============  =========================  ============
+
+The target sparsity s_t follows Zhu & Gupta's cubic ramp from 0 at epoch 0 to the target
+at the epoch of the second learning-rate decay (Appendix A.2; :func:`rewire.sparse.schedules.cubic_sparsity`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from rewire.methods.registry import Attached, Method, register
+from rewire.sparse import stats as mask_stats
+from rewire.sparse.groups import MaskGroup, PruningRule, check_sparsity
+from rewire.sparse.schedules import cubic_sparsity
+from rewire.train.trainer import Callback
+
+__all__ = [
+    "SparsitySchedule",
+    "GradualPruning",
+    "DPF_UPDATE_EVERY",
+    "GRADUAL_METHODS",
+    "attach_gradual",
+    "second_decay_epoch",
+]
+
+DPF_UPDATE_EVERY = 16  # DPF Appendix A.1: "we trigger the mask update every p = 16 iterations" (Table 9)
+
+
+def second_decay_epoch(milestones) -> float:
+    """The epoch of the second learning-rate decay, where the sparsity ramp ends (DPF Appendix A.2)."""
+    milestones = sorted(milestones)
+    if len(milestones) < 2:
+        raise ValueError(f"the DPF sparsity ramp ends at the second learning-rate decay; got milestones {milestones}")
+    return float(milestones[1])
+
+
+@dataclass(frozen=True)
+class SparsitySchedule:
+    """s_t from ``initial`` at ``start`` to ``final`` at ``end`` (epochs), cubic (Zhu & Gupta 2017, Eq. 1).
+
+    ``frequency`` is Δt in epochs: 1.0 changes the target once per epoch (the paper's setting),
+    0.0 follows the curve at every mask update (smoother when a run has only a few epochs).
+    """
+
+    final: float
+    end: float
+    start: float = 0.0
+    initial: float = 0.0
+    frequency: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_sparsity(self.final)
+        check_sparsity(self.initial)
+        if self.end <= self.start:
+            raise ValueError(f"the sparsity ramp needs end > start (epochs), got start={self.start}, end={self.end}")
+
+    def at(self, epoch: float) -> float:
+        return cubic_sparsity(
+            epoch, final=self.final, end=self.end, start=self.start, initial=self.initial, frequency=self.frequency
+        )
+
+
+class GradualPruning(Callback):
+    """Recompute the masks of ``group`` with ``rule`` at the scheduled sparsity while training.
+
+    ``update_every``: iterations between mask updates (p of Algorithm 1), or ``None`` for
+    once at the start of every epoch. ``zero_pruned``: set newly pruned dense weights and their
+    momentum to zero after each update (pruning without feedback). The mask is updated before
+    the forward pass of step t when the update is due (Algorithm 1, line 2).
+
+    Every epoch adds to the trainer's record: ``target_sparsity`` (s_t of the last update),
+    ``sparsity`` (reached, over the pruned layers only), ``delta`` (δ_t, Eq. 1, at the end of
+    the epoch), ``mask_updates``, ``mask_flips`` (entries that changed, summed over the epoch's
+    updates) and ``mask_iou`` (mean IoU of consecutive masks, Figure 7). :meth:`mask_convergence`
+    gives Figure 4's curve.
+    """
+
+    def __init__(
+        self,
+        group: MaskGroup,
+        rule: PruningRule,
+        schedule: SparsitySchedule,
+        *,
+        update_every: int | None = DPF_UPDATE_EVERY,
+        zero_pruned: bool = False,
+    ) -> None:
+        if update_every is not None and (
+            isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1
+        ):
+            raise ValueError(
+                f"update_every must be a positive number of iterations or None (every epoch), got {update_every!r}"
+            )
+        self.group = group
+        self.rule = rule
+        self.schedule = schedule
+        self.update_every = update_every
+        self.zero_pruned = zero_pruned
+        self.last_flip_epoch = [torch.zeros(m.shape, dtype=torch.int32, device=m.device) for m in group.masks()]
+        self.target = 0.0
+        self._reset_epoch()
+
+    def _reset_epoch(self) -> None:
+        self.epoch_updates, self.epoch_flips, self.epoch_iou_sum = 0, 0, 0.0
+
+    # -------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer) -> None:
+        """Refuse a run whose last mask update comes before the end of the ramp: it would never reach the target."""
+        period = self.update_every or trainer.batches_per_epoch
+        total_steps = trainer.hparams.epochs * trainer.batches_per_epoch
+        last_update = (total_steps - 1) // period * period / trainer.batches_per_epoch
+        if self.schedule.at(last_update) != self.schedule.final:
+            raise ValueError(
+                f"the sparsity ramp ends at epoch {self.schedule.end:g}, after the last mask update "
+                f"(epoch {last_update:g} of {trainer.hparams.epochs}); the target {self.schedule.final} "
+                f"would never be reached. Train longer or end the ramp earlier."
+            )
+
+    def on_batch_start(self, trainer, inputs, targets):
+        step = trainer.global_step
+        period = self.update_every or trainer.batches_per_epoch
+        if step % period == 0:
+            self.update(trainer, step / trainer.batches_per_epoch)
+        return None
+
+    @torch.no_grad()
+    def update(self, trainer, epoch_time: float) -> list[torch.Tensor]:
+        """One mask update at training time ``epoch_time`` (epochs); returns the new masks."""
+        previous = [m.clone() for m in self.group.masks()]
+        self.target = self.schedule.at(epoch_time)
+        masks = self.group.apply(self.rule, self.target)
+        if self.zero_pruned:
+            self.group.zero_pruned(trainer.optimizer if trainer is not None else None)
+        epoch = (trainer.epoch if trainer is not None else 0) + 1  # 1-based: the epoch in progress
+        for last, before, after in zip(self.last_flip_epoch, previous, masks):
+            last.masked_fill_(before ^ after, epoch)
+        self.epoch_updates += 1
+        self.epoch_flips += mask_stats.mask_flips(previous, masks)
+        self.epoch_iou_sum += mask_stats.mask_iou(previous, masks)
+        return masks
+
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
+        masks = self.group.masks()
+        record.update(
+            {
+                "target_sparsity": self.target,
+                "sparsity": mask_stats.reached_sparsity(masks),
+                "delta": mask_stats.pruning_error(self.group.dense_weights(), masks),
+                "mask_updates": self.epoch_updates,
+                "mask_flips": self.epoch_flips,
+                "mask_iou": self.epoch_iou_sum / self.epoch_updates if self.epoch_updates else 1.0,
+            }
+        )
+        if self.rule.granularity == "filter":
+            record["filter_sparsity"] = mask_stats.filter_sparsity(masks)
+        self._reset_epoch()
+
+    def mask_convergence(self, epochs: int) -> list[float]:
+        """DPF Figure 4: share of mask entries still changing after each epoch 0..epochs-1."""
+        return mask_stats.still_changing_after(self.last_flip_epoch, epochs)
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "last_flip_epoch": [t.clone() for t in self.last_flip_epoch],
+            "target": self.target,
+            "epoch_updates": self.epoch_updates,
+            "epoch_flips": self.epoch_flips,
+            "epoch_iou_sum": self.epoch_iou_sum,
+            "schedule": asdict(self.schedule),
+            "rule": asdict(self.rule),
+            "update_every": self.update_every,
+            "zero_pruned": self.zero_pruned,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, mine in (
+            ("schedule", asdict(self.schedule)),
+            ("rule", asdict(self.rule)),
+            ("update_every", self.update_every),
+            ("zero_pruned", self.zero_pruned),
+        ):
+            if state[key] != mine:
+                raise ValueError(
+                    f"checkpoint was written with {key}={state[key]!r}, this run has {mine!r}; use a new run directory"
+                )
+        for mine, stored in zip(self.last_flip_epoch, state["last_flip_epoch"]):
+            mine.copy_(stored)
+        self.target = state["target"]
+        self.epoch_updates, self.epoch_flips = state["epoch_updates"], state["epoch_flips"]
+        self.epoch_iou_sum = state["epoch_iou_sum"]
+
+
+# --------------------------------------------------------------------- registry
+
+# name: (rule, gradient route, mask update period ("p" = every ``update_every`` iterations,
+# None = at the start of every epoch), zero the pruned weights), DPF Section 5 and Table 5.
+GRADUAL_METHODS = {
+    "dpf": (PruningRule("weight", "global"), "straight_through", "p", False),
+    "dpf_structured": (PruningRule("filter", "global"), "straight_through", "p", False),
+    "incremental": (PruningRule("weight", "global"), "masked", None, True),
+    "sfp": (PruningRule("filter", "layer"), "straight_through", None, True),
+}
+
+
+def attach_gradual(
+    model, method: str, schedule: SparsitySchedule, *, update_every: int = DPF_UPDATE_EVERY, targets=None
+) -> Attached:
+    """Put ``method`` (one of :data:`GRADUAL_METHODS`) on every convolution weight of ``model``.
+
+    Returns the mask group and the :class:`GradualPruning` callback to hand to the Trainer
+    (build the Trainer, and so the optimizer, after this call).
+    """
+    rule, route, period, zero = GRADUAL_METHODS[method]
+    group = MaskGroup(model, targets, route=route)
+    callback = GradualPruning(
+        group, rule, schedule, update_every=update_every if period == "p" else None, zero_pruned=zero
+    )
+    return Attached(group, [callback])
+
+
+_GRADUAL_DOCS = {
+    "dpf": (
+        "DPF Algorithm 1",
+        "global magnitude mask every p iterations; the gradient at the pruned model "
+        "updates every dense weight (feedback).",
+    ),
+    "dpf_structured": ("DPF Section 5.2", "DPF with whole filters ranked by L2 norm under one global threshold."),
+    "incremental": (
+        "Zhu & Gupta 2017 (DPF Table 2)",
+        "gradual global magnitude pruning once per epoch; pruned weights are zeroed and frozen (no feedback).",
+    ),
+    "sfp": ("He et al. 2018 (DPF Table 5)", "soft filter pruning: per-layer filter L2 every epoch."),
+}
+_PROCEDURE_DOCS = {
+    "dpf_ft": ("DPF Table 2", "DPF, then fine-tuning with its final mask fixed."),
+    "incremental_ft": ("DPF Table 2", "Incremental, then fine-tuning with its final mask fixed."),
+    "dpf_rewind": ("DPF Figure 5", "DPF's final mask on the initial weights, retrained (not a lottery ticket)."),
+}
+
+for _name, (_paper, _summary) in _GRADUAL_DOCS.items():
+    register(
+        Method(
+            _name,
+            family="dpf",
+            kind="group",
+            paper=_paper,
+            summary=_summary,
+            attach=functools.partial(attach_gradual, method=_name),
+        )
+    )
+for _name, (_paper, _summary) in _PROCEDURE_DOCS.items():
+    register(Method(_name, family="dpf", kind="procedure", paper=_paper, summary=_summary))

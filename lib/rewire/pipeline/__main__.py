@@ -1,0 +1,5 @@
+import sys
+
+from rewire.pipeline.stage import main
+
+sys.exit(main())

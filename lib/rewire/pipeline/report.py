@@ -1,0 +1,150 @@
+"""Copy the pipeline's tables and figures into README.md, so its numbers are never typed by hand.
+
+``python -m rewire.pipeline.report`` (run by ``make repro`` after ``dvc repro``) replaces the
+text between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
+with, for every stage listed in ``STAGES``, its Markdown tables (which already name
+scale, seeds and data source) and its figures, linked from ``results/<stage>/`` (committed).
+Each stage's section is also kept in ``reports/sections/<stage>.md``: a stage whose results
+are absent keeps its committed section.
+
+The README shows one scale, :data:`README_SCALE` (the default of ``dvc repro``). A stage whose
+``label.json`` names another scale (e.g. after ``dvc exp run -S scale=smoke``) is refused,
+unless asked with ``--allow-scale smoke``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from rewire.io import write_text
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+README_SCALE = "cpu"
+
+
+class ScaleError(ValueError):
+    """A stage's results were made at another scale than the README shows."""
+
+
+# stage -> (heading, table files, figure files), in the order of the README
+STAGES = {
+    "quickstart": ("Quickstart (end-to-end check, no paper number)", ("summary.md",), ("learning_curves.png",)),
+    "tiny_graphs": ("DNW Table 1: tiny neural graphs, RG vs DNW", ("table1.md",), ("accuracy.png",)),
+    "dpf_sweeps": (
+        "DPF: ResNet-20 on CIFAR-10, methods x sparsity",
+        ("table1.md", "table2.md", "table5.md"),
+        ("accuracy_vs_sparsity.png", "mask_convergence.png", "lottery_check.png", "structured.png"),
+    ),
+    "dpf_theory": ("DPF Theorem 4.1 on a strongly convex toy", ("theory.md",), ("final_gap.png",)),
+}
+
+
+def check_scale(stage: str, stage_dir: Path, allowed_scales: tuple[str, ...] = (README_SCALE,)) -> None:
+    """Raise :class:`ScaleError` when the stage's ``label.json`` names a scale not in ``allowed_scales``."""
+    import json
+
+    label_path = stage_dir / "label.json"
+    scale = json.loads(label_path.read_text(encoding="utf-8")).get("scale") if label_path.exists() else None
+    if scale is not None and scale not in allowed_scales:
+        raise ScaleError(
+            f"{stage_dir} holds results of scale '{scale}', the README shows scale "
+            f"'{README_SCALE}'; rerun the stage at '{README_SCALE}' (`dvc repro {stage}`), or pass "
+            f"--allow-scale {scale} if you mean to publish them"
+        )
+
+
+def stage_section(
+    stage: str, stage_dir: Path, figures_dir: Path, relative_to: Path, allowed_scales: tuple[str, ...] = (README_SCALE,)
+) -> str | None:
+    """The Markdown of one stage from its results (figures copied to ``figures_dir``); None if not run."""
+
+    heading, tables, figures = STAGES[stage]
+    present = [t for t in tables if (stage_dir / t).exists()]
+    if not present:
+        return None
+    check_scale(stage, stage_dir, allowed_scales)
+    parts = [(stage_dir / t).read_text(encoding="utf-8").strip().replace("### ", "#### ", 1) + "\n" for t in present]
+    for figure in figures:
+        if (stage_dir / figure).exists():
+            copy = figures_dir / f"{stage}_{figure}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stage_dir / figure, copy)
+            parts.append(f"![{heading}]({copy.resolve().relative_to(relative_to.resolve()).as_posix()})\n")
+    return "\n".join(parts)
+
+
+def results_section(
+    results_dir: Path,
+    figures_dir: Path,
+    relative_to: Path,
+    sections_dir: Path | None = None,
+    allowed_scales: tuple[str, ...] = (README_SCALE,),
+) -> str:
+    for stage in STAGES:  # every stage is checked before anything is written
+        check_scale(stage, results_dir / stage, allowed_scales)
+    parts = []
+    for stage, (heading, _, _) in STAGES.items():
+        section = stage_section(stage, results_dir / stage, figures_dir, relative_to, allowed_scales)
+        kept = sections_dir / f"{stage}.md" if sections_dir is not None else None
+        if section is not None and kept is not None:
+            write_text(kept, section)
+        elif section is None and kept is not None and kept.exists():
+            section = kept.read_text(encoding="utf-8")
+        parts.append(section if section is not None else f"#### {heading}\n\nNot run yet: `dvc repro {stage}`.\n")
+    return "\n".join(parts)
+
+
+def update_readme(
+    readme: Path,
+    results_dir: Path,
+    figures_dir: Path | None = None,
+    sections_dir: Path | None = None,
+    allowed_scales: tuple[str, ...] = (README_SCALE,),
+) -> bool:
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no '{START}' ... '{END}' markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    figures_dir = figures_dir if figures_dir is not None else readme.parent / "reports" / "figures"
+    sections_dir = sections_dir if sections_dir is not None else readme.parent / "reports" / "sections"
+    updated = f"{head}{START}\n{results_section(results_dir, figures_dir, readme.parent, sections_dir, allowed_scales)}{END}{tail}"
+    if updated != text:
+        write_text(readme, updated)
+    return updated != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rewire.pipeline.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--figures", default="reports/figures")
+    parser.add_argument("--sections", default="reports/sections")
+    parser.add_argument(
+        "--allow-scale",
+        action="append",
+        default=[],
+        metavar="SCALE",
+        help=f"also accept results of this scale (the README shows '{README_SCALE}'); repeatable",
+    )
+    args = parser.parse_args(argv)
+    try:
+        changed = update_readme(
+            Path(args.readme),
+            Path(args.results),
+            Path(args.figures),
+            Path(args.sections),
+            (README_SCALE, *args.allow_scale),
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: results section {'updated' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

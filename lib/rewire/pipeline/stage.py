@@ -1,0 +1,166 @@
+"""Execute a notebook as a DVC stage: ``python -m rewire.pipeline NOTEBOOK --stage NAME --out DIR``.
+
+What it does, in order:
+
+1. reads ``params.yaml``, picks the active scale and the stage's block (plus the keys of
+   any top-level mapping named with ``--shared``, such as the sweep grid ``dpf_grid``, and the
+   scale-independent strings given with ``--set NAME=VALUE``), and checks
+   every value against the notebook's ``parameters`` cell (``rewire.params``);
+2. runs the notebook with papermill (kernel ``python3``, working directory the
+   notebook's folder), injecting the block plus ``scale``, ``out_dir`` and, when
+   the notebook declares it, ``checkpoint_dir`` (``checkpoints/<stage>``, kept by
+   DVC between runs so that a killed stage resumes);
+3. the notebook writes its artefacts into a temporary directory next to ``DIR``;
+   the executed notebook goes there too. Only when every cell succeeded is the
+   temporary directory renamed to ``DIR``. On failure nothing is left in ``DIR``;
+   the executed notebook with the traceback is kept as ``results/failed/<stage>.ipynb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from rewire.pipeline import params as params_module
+
+
+def run_notebook(
+    notebook: str | os.PathLike,
+    stage: str,
+    out_dir: str | os.PathLike,
+    *,
+    params_path: str | os.PathLike = "params.yaml",
+    scale: str | None = None,
+    checkpoint_root: str | os.PathLike = "checkpoints",
+    failed_dir: str | os.PathLike = "results/failed",
+    kernel_name: str = "python3",
+    shared: Sequence[str] = (),
+    fixed: dict[str, str] | None = None,
+) -> Path:
+    import papermill
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    if not notebook.exists():
+        raise FileNotFoundError(f"notebook {notebook} not found")
+    scale, values = params_module.stage_values(stage, params_path, scale)
+    values = {**params_module.shared_values(shared, params_path), **values, **(fixed or {})}
+    declared = params_module.notebook_parameters(notebook)
+    params_module.check_values(values, declared, where=f"{params_path} '{scale}.{stage}'")
+    for reserved in ("scale", "out_dir"):
+        if reserved not in declared:
+            raise params_module.ParamsError(f"{notebook} must declare '{reserved}' in its parameters cell")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".tmp-{out_dir.name}-*"):  # left by a run killed with SIGKILL
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; results are meant to be shared
+    parameters = {**values, "scale": scale, "out_dir": str(staging.resolve())}
+    if "checkpoint_dir" in declared:
+        parameters["checkpoint_dir"] = str((Path(checkpoint_root) / stage).resolve())
+    executed = staging / notebook.name
+    # Progress bars inside the kernel are logged line by line; keep them sparse.
+    os.environ.setdefault("TQDM_MININTERVAL", "15")
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=True,
+        )
+    except BaseException:
+        if executed.exists():
+            failed = Path(failed_dir) / f"{stage}.ipynb"
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(executed), failed)
+            print(f"stage '{stage}' failed; the executed notebook with the traceback is {failed}", file=sys.stderr)
+        raise
+    else:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+        return out_dir / notebook.name
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rewire.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebook", help="notebook to execute, e.g. notebooks/00_quickstart.ipynb")
+    parser.add_argument("--stage", required=True, help="stage name: the key of its block in params.yaml")
+    parser.add_argument("--out", required=True, help="directory for the executed notebook and its artefacts")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
+    parser.add_argument(
+        "--shared",
+        action="append",
+        default=[],
+        help="a top-level mapping of params.yaml shared by all scales (e.g. dpf_grid) whose keys "
+        "are injected too; repeatable",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a string parameter that is the same at every scale (e.g. runs_dir=../results/dpf_runs)",
+    )
+    args = parser.parse_args(argv)
+    fixed = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--set takes NAME=VALUE, got {item!r}")
+        fixed[name] = value
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # A killed stage (Ctrl-C, SIGTERM from a scheduler or `kill`) still removes its staging directory.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        path = run_notebook(
+            args.notebook,
+            args.stage,
+            args.out,
+            params_path=args.params,
+            scale=args.scale,
+            shared=args.shared,
+            fixed=fixed,
+        )
+    except (params_module.ParamsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"error: stage '{args.stage}' interrupted; nothing was written to {args.out}", file=sys.stderr)
+        return 130
+    except Exception as error:  # papermill's execution error already names the cell and the exception
+        print(
+            f"error: stage '{args.stage}' failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"stage '{args.stage}' done: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
