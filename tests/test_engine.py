@@ -104,7 +104,8 @@ def test_documentation_and_formatting_do_not_change_a_runs_identity(tmp_path, mo
         '"""Adds the mask statistics',
         '"""(Reworded.)  Adds the mask statistics',
     )
-    assert not fit(context(tmp_path)).trained_now
+    again = fit(context(tmp_path))
+    assert not again.trained_now and again.run_dir == first.run_dir
 
 
 def test_code_outside_a_runs_closure_does_not_change_it(tmp_path, monkeypatch):

@@ -164,3 +164,27 @@ def test_each_stage_depends_on_every_library_file_it_runs():
         files.discard(ROOT / "lib" / "rewire" / "__init__.py")  # version string only
         uncovered = [str(f.relative_to(ROOT)) for f in sorted(files) if not any(f == d or d in f.parents for d in deps)]
         assert not uncovered, f"dvc.yaml stage '{name}' misses deps: {uncovered}"
+
+
+def test_a_bad_grid_value_stops_the_pipeline_before_any_stage(tmp_path, capsys):
+    from rewire.pipeline import validate
+
+    text = (ROOT / "params.yaml").read_text()
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text.replace("sparsities: [0.5, 0.8, 0.9, 0.95]", "sparsities: [0.5, -0.8]", 1))
+    assert bad.read_text() != text
+    out = tmp_path / "params_check.json"
+    assert validate.main(["check", "--params", str(bad), "--dvc-yaml", str(ROOT / "dvc.yaml"), "--out", str(out)]) == 2
+    assert "-0.8 is not a sparsity in (0, 1)" in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(text.replace("methods: [dense,", "methods: [dnese,", 1))
+    assert validate.main(["check", "--params", str(unknown), "--dvc-yaml", str(ROOT / "dvc.yaml")]) == 2
+    assert "unknown method 'dnese'" in capsys.readouterr().err
+
+
+def test_the_validation_stage_runs_before_every_other_stage():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        if name != "validate_params":
+            assert "results/params_check.json" in stage["deps"], f"stage '{name}' could start before validation"

@@ -30,6 +30,9 @@ def test_success_writes_the_executed_notebook_and_artefacts(tmp_path):
         c for c in nbformat.read(executed, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])
     ]
     assert len(injected) == 1 and "epochs = 2" in injected[0].source
+    text = executed.read_text()
+    assert str(tmp_path) not in text and ".tmp-" not in text  # a committed result names no machine path
+    assert 'out_dir = "results/toy"' in injected[0].source  # relative to the notebook's folder, the final name
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["toy"]  # no staging directory left
     umask = os.umask(0)
     os.umask(umask)

@@ -4,8 +4,9 @@
     python tools/gpu_check.py [--out reports/gpu_check.json] [--skip-notebooks] [--skip-benchmarks]
 
 Steps, each a subprocess with its own timeout inside one overall time budget (``--budget``,
-default 450 s; a step never gets more than what is left, and a step that would get less
-than 20 s of budget left is recorded as skipped), with one progress line when it starts and one when it ends:
+default 450 s; a step never gets more than what is left of it, and a step that would start
+with less than 20 s left is recorded as skipped), with a progress line when a step starts and
+one when it ends:
 
 1. **CUDA tests**: ``python -m pytest -m cuda tests`` (the tests of ``tests/test_cuda.py``:
    masks, gradient routes, data loader and a short ``Trainer`` run on the GPU, compared

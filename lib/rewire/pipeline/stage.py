@@ -62,9 +62,12 @@ def run_notebook(
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; results are meant to be shared
-    parameters = {**values, "scale": scale, "out_dir": str(staging.resolve())}
+    # Paths relative to the notebook's folder (its working directory): the executed notebook, a
+    # committed result, never carries a machine's absolute path.
+    here = notebook.parent.resolve()
+    parameters = {**values, "scale": scale, "out_dir": os.path.relpath(staging.resolve(), here)}
     if "checkpoint_dir" in declared:
-        parameters["checkpoint_dir"] = str((Path(checkpoint_root) / stage).resolve())
+        parameters["checkpoint_dir"] = os.path.relpath((Path(checkpoint_root) / stage).resolve(), here)
     executed = staging / notebook.name
     # Progress bars inside the kernel are logged line by line; keep them sparse.
     os.environ.setdefault("TQDM_MININTERVAL", "15")
@@ -86,6 +89,8 @@ def run_notebook(
             print(f"stage '{stage}' failed; the executed notebook with the traceback is {failed}", file=sys.stderr)
         raise
     else:
+        # name the final directory, not the staging one, in the executed notebook (parameters, metadata)
+        _make_portable(executed, notebook, out_dir / notebook.name, staging.name, out_dir.name)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
@@ -93,6 +98,23 @@ def run_notebook(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else its file name."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return resolved.relative_to(here).as_posix() if resolved.is_relative_to(here) else resolved.name
+
+
+def _make_portable(executed: Path, notebook: Path, final: Path, staging_name: str, final_name: str) -> None:
+    """Name the final directory, not the staging one, and no absolute path in the executed notebook."""
+    import json
+
+    nb = json.loads(executed.read_text(encoding="utf-8").replace(staging_name, final_name))
+    meta = nb.get("metadata", {}).get("papermill", {})
+    if meta:
+        meta["input_path"], meta["output_path"] = _relative(notebook), _relative(final)
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _umask() -> int:
