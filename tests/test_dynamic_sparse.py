@@ -209,11 +209,13 @@ def test_sm_regrowth_overflow_goes_to_layers_with_room():
     assert wa.detach().reshape(-1).tolist() == [0, 0, 0, 0, 5, 6, 7, 0]  # A's regrown entries start at zero
 
 
-def test_sm_prune_rate_decays_with_a_cosine():
+def test_sm_prune_rate_decays_with_a_cosine_to_the_authors_floor():
+    # CosineAnnealingLR(eta_min=0.005) from 0.5: p_t = 0.005 + 0.495 (1 + cos(pi t / T)) / 2
     sm = SparseMomentum(MaskGroup(TinyNet(), route="masked"), 0.8, prune_rate=0.5)
     assert sm.prune_rate_at(0, 10) == 0.5
-    assert sm.prune_rate_at(5, 10) == pytest.approx(0.25)
-    assert sm.prune_rate_at(10, 10) == pytest.approx(0.0)
+    assert sm.prune_rate_at(5, 10) == pytest.approx(0.005 + 0.495 * 0.5)
+    assert sm.prune_rate_at(10, 10) == pytest.approx(0.005)  # never 0: regrowth continues to the end
+    assert sm.prune_rate_at(2.5, 10) == pytest.approx(0.005 + 0.495 * (1 + 2**-0.5) / 2)
 
 
 def test_sm_training_keeps_every_invariant_and_the_linear_layer_dense():
@@ -222,9 +224,9 @@ def test_sm_training_keeps_every_invariant_and_the_linear_layer_dense():
     trainer.callbacks.append(checker)
     history = trainer.fit()
     assert checker.checked_regrown > 0
-    assert history.column("mask_updates") == [1, 1, 0]  # p_T = 0 at the end of the last epoch
+    assert history.column("mask_updates") == [1, 1, 0]  # no update after the last epoch (nothing trains after it)
     assert all(f > 0 for f in history.column("mask_flips")[:2])
-    assert history.column("prune_rate") == pytest.approx([0.375, 0.125, 0.0])
+    assert history.column("prune_rate") == pytest.approx([0.005 + 0.495 * 0.75, 0.005 + 0.495 * 0.25, 0.005])
     assert not is_sparse(trainer.model.fc) and bool(trainer.model.fc.weight.ne(0).all())
     assert any(bool(m.any()) for m in sm.dense_momentum)
 

@@ -341,3 +341,37 @@ def test_seeds_are_derived_deterministically_and_differ():
     a = torch.rand(3)
     seed_model_init(seeds)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_bf16_precision_trains_in_bfloat16_with_float32_state(tmp_path):
+    """bf16: autocast forward (bfloat16 activations) with channels-last weights; weights, gradients and
+    optimizer state stay float32; the evaluation restores train mode and reports float metrics."""
+    seen = {}
+
+    class Probe(Callback):
+        def on_after_backward(self, trainer):
+            first = next(trainer.model.parameters())
+            seen["grad_dtype"] = first.grad.dtype
+
+    hparams = TrainingHparams(epochs=1, lr=0.05, weight_decay=0.0, precision="bf16")
+    trainer = make_run(tmp_path, hparams=hparams, callbacks=[Probe()])
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    out = {}
+
+    def record_dtype(module, inputs, output):
+        out.setdefault("dtype", output.dtype)
+
+    handle = conv.register_forward_hook(record_dtype)
+    history = trainer.fit()
+    handle.remove()
+    assert out["dtype"] == torch.bfloat16
+    assert conv.weight.dtype == torch.float32 and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert seen["grad_dtype"] == torch.float32
+    assert all(s["momentum_buffer"].dtype == torch.float32 for s in trainer.optimizer.state.values())
+    assert math.isfinite(history.final["train_loss"]) and 0.0 <= history.final["test_top1"] <= 100.0
+    assert trainer.model.training
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        TrainingHparams(epochs=1, precision="fp16")

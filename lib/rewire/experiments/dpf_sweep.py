@@ -119,6 +119,7 @@ class Recipe:
     finetune_lr: float = 0.01
     lottery_rounds: int = 1
     seeds: tuple[int, ...] = (0,)
+    precision: str = "fp32"  # fp32 | bf16 (autocast + channels-last), rewire.train.trainer.PRECISIONS
 
     @classmethod
     def from_params(cls, values: dict[str, Any]) -> Recipe:
@@ -157,6 +158,7 @@ class Recipe:
             milestones=tuple(m * epochs for m in self.milestones),
             gamma=self.gamma,
             schedule_step="iteration",
+            precision=self.precision,
         )
 
     def sparsity_schedule(self, final: float) -> SparsitySchedule:

@@ -19,8 +19,9 @@ from rewire.train.trainer import TrainingHparams
 __all__ = ["hparams", "run_seed", "run_all"]
 
 
-def hparams(*, epochs: int, lr: float, weight_decay: float) -> TrainingHparams:
+def hparams(*, epochs: int, lr: float, weight_decay: float, precision: str = "fp32") -> TrainingHparams:
     return TrainingHparams(
+        precision=precision,
         epochs=epochs,
         optimizer="sgd",
         lr=lr,
@@ -34,12 +35,20 @@ def hparams(*, epochs: int, lr: float, weight_decay: float) -> TrainingHparams:
 
 
 def run_seed(
-    ctx: RunContext, seed: int, *, width: int, epochs: int, lr: float, weight_decay: float, subset: dict[str, Any]
+    ctx: RunContext,
+    seed: int,
+    *,
+    width: int,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    subset: dict[str, Any],
+    precision: str = "fp32",
 ) -> RunResult:
     """Train (or find) SmallConvNet(width) for one seed."""
     spec = ModelSpec("small_convnet", num_classes=len(ctx.data.classes), kwargs={"width": width})
     model = ctx.build(spec, seed)
-    recipe = hparams(epochs=epochs, lr=lr, weight_decay=weight_decay)
+    recipe = hparams(epochs=epochs, lr=lr, weight_decay=weight_decay, precision=precision)
     return ctx.fit(
         f"seed{seed}",
         seed=seed,
@@ -62,10 +71,13 @@ def run_all(
     checkpoint_root: str | os.PathLike,
     device: torch.device,
     subset: dict[str, Any],
+    precision: str = "fp32",
     progress: bool | None = None,
 ) -> list[RunResult]:
     ctx = RunContext(data, device, batch_size, checkpoint_root, progress=progress, code=(__name__,))
     return [
-        run_seed(ctx, seed, width=width, epochs=epochs, lr=lr, weight_decay=weight_decay, subset=subset)
+        run_seed(
+            ctx, seed, width=width, epochs=epochs, lr=lr, weight_decay=weight_decay, subset=subset, precision=precision
+        )
         for seed in seeds
     ]

@@ -61,6 +61,7 @@ __all__ = [
     "SparseMomentum",
     "DynamicSparseReparameterization",
     "SM_PRUNE_RATE",
+    "SM_PRUNE_RATE_FLOOR",
     "DSR_INITIAL_THRESHOLD",
     "DSR_TOLERANCE",
     "DSR_UPDATE_EVERY",
@@ -72,6 +73,9 @@ __all__ = [
 # Sparse Momentum (Dettmers & Zettlemoyer 2019). Reference code TimDettmers/sparse_learning:
 # "--death-rate" (the prune rate) defaults to 0.5, decayed with a cosine schedule over training.
 SM_PRUNE_RATE = 0.5
+# The SM authors' code decays the prune ("death") rate with CosineAnnealingLR(eta_min=0.005)
+# (TimDettmers/sparse_learning, sparselearning/core.py, CosineDecay): p_t never reaches 0.
+SM_PRUNE_RATE_FLOOR = 0.005
 
 # Dynamic Sparse Reparameterization (Mostafa & Wang 2019), WRN-28-2 on CIFAR-10, from the authors'
 # code (sparse_learning/imagenet/dynamic-reparameterization: main.py, wrnet_experiments.yaml,
@@ -334,7 +338,7 @@ class SparseMomentum(_PruneRegrow):
     redistribution (a) uses the optimizer's momentum of kept weights, as stated.
 
     Defaults: ``prune_rate=0.5`` with cosine decay (reference code ``--death-rate 0.5``,
-    ``CosineDecay``, which ends at 0.005; here it ends at 0). ``seed`` seeds the
+    ``CosineDecay``, which ends at :data:`SM_PRUNE_RATE_FLOOR` = 0.005, as here). ``seed`` seeds the
     private generator that draws the initial mask.
 
     The record of every epoch gets ``sparsity``, ``mask_updates``, ``mask_flips``, ``mask_iou``
@@ -418,7 +422,8 @@ class SparseMomentum(_PruneRegrow):
         """p_t after ``epoch`` of ``total_epochs`` epochs (Algorithm 1, [S6])."""
         if self.prune_rate_schedule == "constant":
             return self.prune_rate
-        return self.prune_rate * cosine_factor(epoch, total_epochs)
+        floor = min(SM_PRUNE_RATE_FLOOR, self.prune_rate)
+        return floor + (self.prune_rate - floor) * cosine_factor(epoch, total_epochs)
 
     @staticmethod
     def kept_momentum(optimizer: torch.optim.Optimizer | None, weight: torch.Tensor) -> torch.Tensor:
@@ -470,7 +475,10 @@ class SparseMomentum(_PruneRegrow):
 
     def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
         rate = self.prune_rate_at(trainer.epoch, trainer.hparams.epochs)  # trainer.epoch: epochs completed
-        self.update(trainer.optimizer, rate)
+        if trainer.epoch < trainer.hparams.epochs:  # after the last epoch nothing would train the regrown weights
+            self.update(trainer.optimizer, rate)
+        else:
+            self.last_prune_rate = float(rate)
         self._record(record)
         record["prune_rate"] = self.last_prune_rate
 

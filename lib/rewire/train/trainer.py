@@ -43,6 +43,10 @@ from tqdm import tqdm  # text bars everywhere: in a terminal, in JupyterLab and 
 from rewire.io import write_json
 from rewire.train import checkpoint, schedules
 
+# "fp32": plain float32. "bf16": bfloat16 autocast for forward and loss (weights, optimizer state
+# and gradients stay float32) with channels-last memory for 4-D activations: about 2x faster on
+# CPUs with AVX-512 BF16 and on GPUs since Ampere (README, "Measurements").
+PRECISIONS = ("fp32", "bf16")
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -71,6 +75,7 @@ class TrainingHparams:
     warmup_start_factor: float = 0.1
     label_smoothing: float = 0.0
     checkpoint_every: int = 1
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +95,8 @@ class TrainingHparams:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
             problems.append("nesterov needs optimizer='sgd' with momentum > 0")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             problems.append(f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}")
         if problems:
@@ -138,14 +145,30 @@ def build_optimizer(model: nn.Module, hparams: TrainingHparams) -> torch.optim.O
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, topk: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Mean cross-entropy and top-k accuracy (in %) of ``model`` over ``loader``."""
+def autocast(precision: str, device: torch.device | str):
+    """The autocast context of ``precision`` ("fp32": none, "bf16": bfloat16 on ``device``)."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def to_memory_format(inputs: torch.Tensor, precision: str) -> torch.Tensor:
+    """Channels-last for 4-D inputs under bf16 (oneDNN and cuDNN pick faster kernels), else unchanged."""
+    if precision == "bf16" and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def evaluate(
+    model: nn.Module, loader: Iterable, topk: Sequence[int] = (1, 5), precision: str = "fp32"
+) -> dict[str, float]:
+    """Mean cross-entropy and top-k accuracy (in %) of ``model`` over ``loader`` (eval mode, restored after)."""
     was_training = model.training
     model.eval()
     total, loss_sum = 0, 0.0
     correct = {k: 0 for k in topk}
     for inputs, targets in loader:
-        logits = model(inputs)
+        with autocast(precision, inputs.device):
+            logits = model(to_memory_format(inputs, precision)).float()
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
         ranked = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
         hits = ranked.eq(targets[:, None])
@@ -235,6 +258,8 @@ class Trainer:
         self.run_info = dict(run_info or {})
         self.progress = progress
         self.description = description
+        if hparams.precision == "bf16":  # channels-last weights to match the activations (before the optimizer)
+            model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(model, hparams)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=hparams.label_smoothing)
         self.history = History()
@@ -303,7 +328,8 @@ class Trainer:
                 if replaced is not None:
                     inputs, targets = replaced
             self._set_lr(batch_index)
-            loss = self.criterion(self.model(inputs), targets)
+            with autocast(self.hparams.precision, inputs.device):
+                loss = self.criterion(self.model(to_memory_format(inputs, self.hparams.precision)), targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for cb in self.callbacks:
@@ -319,7 +345,7 @@ class Trainer:
         batches.close()
         train_seconds = time.perf_counter() - started
         self.epoch += 1
-        evaluation = evaluate(self.model, self.eval_loader)
+        evaluation = evaluate(self.model, self.eval_loader, precision=self.hparams.precision)
         record = {
             "epoch": self.epoch,
             "step": self.global_step,
