@@ -168,7 +168,9 @@ def evaluate(
     correct = {k: 0 for k in topk}
     for inputs, targets in loader:
         with autocast(precision, inputs.device):
-            logits = model(to_memory_format(inputs, precision)).float()
+            logits = model(to_memory_format(inputs, precision))
+        if logits.dtype == torch.bfloat16:  # metrics in float32; a float64 model keeps float64
+            logits = logits.float()
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
         ranked = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
         hits = ranked.eq(targets[:, None])
