@@ -45,6 +45,8 @@ class _Timed:
         self.select, self.device, self.seconds = select, device, 0.0
 
     def __call__(self, weight):
+        if self.device.type == "cuda":  # the stem's queued kernels must not count as edge selection
+            torch.cuda.synchronize()
         started = time.perf_counter()
         mask = self.select(weight)
         if self.device.type == "cuda":
