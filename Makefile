@@ -33,6 +33,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 data: venv ## prepare the CIFAR-10 cache in data/cifar10 (cache > REWIRE_DATA_ARCHIVE > download)
 	python -m rewire.data prepare --dataset cifar10 --root data
+	@# The same data as data.dvc records (same hash): put it in DVC's local cache so `dvc status` is clean.
+	@# Other data (e.g. the official release instead of the JPEG copy): leave data.dvc alone and say so.
+	@if dvc status data.dvc | grep -q "modified"; then \
+		echo "note: data/ differs from the copy data.dvc records (another source?); results will say which one they used"; \
+	else dvc commit -q -f data.dvc; fi
 
 repro: venv data ## regenerate every result with `dvc repro` (scale from params.yaml, default cpu)
 	dvc repro
