@@ -208,3 +208,20 @@ def test_the_readme_refuses_results_of_another_scale(tmp_path):
     assert report.update_readme(
         readme, tmp_path / "results", tmp_path / "figures", tmp_path / "sections", ("cpu", "smoke")
     )
+
+
+def test_the_training_recipe_is_part_of_a_runs_settings(tmp_path):
+    """Two runs that differ only in their hyperparameters live in two directories (never a checkpoint clash)."""
+    ctx = context(tmp_path)
+    first = fit(ctx, sparse=False)
+    model = ctx.build(SPEC, 0)
+    other = ctx.fit(
+        "toy",
+        seed=0,
+        config={"method": "dense", "sparsity": 1 / 3},
+        model=model,
+        hparams=TrainingHparams(epochs=2, lr=0.05, weight_decay=0.0, precision="bf16"),
+        model_spec=SPEC,
+    )
+    assert other.trained_now and other.run_dir != first.run_dir
+    assert other.record["config"]["hparams"]["precision"] == "bf16"

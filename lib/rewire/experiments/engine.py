@@ -292,6 +292,7 @@ def fit_run(
     e.g. ``rewire.experiments.dpf_sweep``). ``model_spec`` lets :func:`load_run` rebuild the model.
     """
     root = Path(root)
+    config = {**config, "hparams": hparams.as_dict()}  # the training recipe is always part of a run's settings
     fingerprint = code_fingerprint(
         {__name__, *code, *_rewire_modules_of(model.modules()), *_rewire_modules_of(callbacks)}
     )
