@@ -225,3 +225,22 @@ def test_the_training_recipe_is_part_of_a_runs_settings(tmp_path):
     )
     assert other.trained_now and other.run_dir != first.run_dir
     assert other.record["config"]["hparams"]["precision"] == "bf16"
+
+
+def test_model_export_takes_the_newest_run_of_each_settings(tmp_path):
+    import os
+
+    from rewire.pipeline import models
+
+    stage = tmp_path / "checkpoints" / "toy"
+    for name, age in (("dpf-seed0-aaaa-old", 100), ("dpf-seed0-aaaa-new", 0), ("dpf-seed1-bbbb-c", 0), ("half-x-y", 0)):
+        run = stage / name
+        run.mkdir(parents=True)
+        (run / "record.json").write_text("{}")
+        if name != "half-x-y":  # no checkpoint: an unfinished run is never exported
+            (run / "checkpoint.pt").write_bytes(b"x")
+        os.utime(run / "record.json", (1e9 - age, 1e9 - age))
+    assert [p.name for p in models.finished_runs(stage)] == ["dpf-seed0-aaaa-new", "dpf-seed1-bbbb-c"]
+    exported = models.export(tmp_path / "checkpoints", tmp_path / "models", track=False)
+    assert exported == {"toy": 2} and (tmp_path / "models/toy/dpf-seed0-aaaa-new/checkpoint.pt").exists()
+    assert not (tmp_path / "models/toy/dpf-seed0-aaaa-old").exists()

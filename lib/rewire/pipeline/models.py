@@ -2,8 +2,8 @@
 
 Checkpoints live in ``checkpoints/<stage>/<run>/`` (the run engine's directories, outside git and
 outside DVC's stage outputs, so a rerun never deletes them and a fresh clone's ``dvc status``
-stays clean). ``export`` copies every *finished* run that the stage's committed results name
-(``record.json`` + ``checkpoint.pt``) into ``models/<stage>/<run>/`` and tracks each stage folder
+stays clean). ``export`` copies the newest *finished* run of every run name and settings
+(``record.json`` + ``checkpoint.pt``; runs of older code are left behind) into ``models/<stage>/<run>/`` and tracks each stage folder
 with ``dvc add``; then ``dvc push`` on the GPU machine and ``dvc pull models/<stage>.dvc``
 elsewhere bring the models, and :func:`rewire.experiments.engine.load_run` opens them::
 
@@ -23,8 +23,17 @@ RECORD, CHECKPOINT = "record.json", "checkpoint.pt"
 
 
 def finished_runs(stage_dir: Path) -> list[Path]:
-    """Run directories under ``stage_dir`` with a record and a checkpoint."""
-    return sorted(d for d in stage_dir.iterdir() if (d / RECORD).exists() and (d / CHECKPOINT).exists())
+    """The newest finished run (record + checkpoint) of every run name and settings under ``stage_dir``.
+
+    Run directories are ``<name>-<settings hash>-<code hash>``; runs of older code stay on disk
+    after a code change and are not exported.
+    """
+    newest: dict[str, Path] = {}
+    for run in (d for d in stage_dir.iterdir() if (d / RECORD).exists() and (d / CHECKPOINT).exists()):
+        key = run.name.rsplit("-", 1)[0]
+        if key not in newest or (run / RECORD).stat().st_mtime > (newest[key] / RECORD).stat().st_mtime:
+            newest[key] = run
+    return sorted(newest.values())
 
 
 def export(checkpoints: Path, models: Path, *, track: bool = True) -> dict[str, int]:
