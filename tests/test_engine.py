@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic import tiny_dataset
 
 from rewire import methods
-from rewire.data import ImageDataset
 from rewire.experiments import engine
 from rewire.experiments.engine import ModelSpec, RunContext, load_run
 from rewire.methods.pruning import attach_fixed_mask
@@ -22,23 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = ModelSpec("small_convnet", num_classes=3, kwargs={"width": 4})
 
 
-def tiny_data() -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(3).repeat_interleave(10)
-    images = torch.randint(0, 256, (30, 3, 16, 16), generator=g, dtype=torch.uint8)
-    return ImageDataset(
-        "cifar10",
-        ("a", "b", "c"),
-        images,
-        labels,
-        images[:12],
-        labels[:12],
-        {"kind": "synthetic", "description": "random pixels"},
-    )
 
 
 def context(root: Path, **kwargs) -> RunContext:
-    return RunContext(tiny_data(), torch.device("cpu"), batch_size=10, checkpoint_root=root, progress=False, **kwargs)
+    return RunContext(tiny_dataset(), torch.device("cpu"), batch_size=10, checkpoint_root=root, progress=False, **kwargs)
 
 
 HPARAMS = TrainingHparams(epochs=2, lr=0.05, weight_decay=0.0)

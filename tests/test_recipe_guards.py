@@ -14,9 +14,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from synthetic import tiny_dataset
 
 from rewire import methods
-from rewire.data import BatchLoader, ImageDataset
+from rewire.data import BatchLoader
 from rewire.experiments import dpf_sweep
 from rewire.experiments.dpf_sweep import Recipe
 from rewire.methods.dnw import apply_method
@@ -78,26 +79,13 @@ def tiny_convnet(seed=0):
     return SmallConvNet(num_classes=NUM_CLASSES, width=4)
 
 
-def tiny_data() -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(3).repeat_interleave(10)
-    images = torch.randint(0, 256, (30, 3, 16, 16), generator=g, dtype=torch.uint8)
-    return ImageDataset(
-        "cifar10",
-        ("a", "b", "c"),
-        images,
-        labels,
-        images[:12],
-        labels[:12],
-        {"kind": "synthetic", "description": "random pixels"},
-    )
 
 
 SWEEP_RECIPE = Recipe(epochs=2, model="small_convnet", batch_size=10, lottery_rounds=2)
 
 
 def sweep_context(tmp_path, recipe=SWEEP_RECIPE):
-    return dpf_sweep.make_context(recipe, tiny_data(), torch.device("cpu"), tmp_path, progress=False)
+    return dpf_sweep.make_context(recipe, tiny_dataset(), torch.device("cpu"), tmp_path, progress=False)
 
 
 # ------------------------------------------------------------- 1. DNW ranks by |w|, not by w

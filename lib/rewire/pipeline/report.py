@@ -3,7 +3,7 @@
 ``python -m rewire.pipeline.report`` (run by ``make repro`` after ``dvc repro``) replaces the
 text between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md
 with, for every stage listed in ``STAGES``, its Markdown tables (which already name
-scale, seeds and data source) and its figures, linked from ``results/<stage>/`` (committed).
+scale, seeds and data source) and its figures (copied to ``reports/figures/``).
 Each stage's section is also kept in ``reports/sections/<stage>.md``: a stage whose results
 are absent keeps its committed section.
 
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from rewire.io import write_text
+from rewire.pipeline.results import read_label
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 README_SCALE = "cpu"
@@ -44,10 +45,7 @@ STAGES = {
 
 def check_scale(stage: str, stage_dir: Path, allowed_scales: tuple[str, ...] = (README_SCALE,)) -> None:
     """Raise :class:`ScaleError` when the stage's ``label.json`` names a scale not in ``allowed_scales``."""
-    import json
-
-    label_path = stage_dir / "label.json"
-    scale = json.loads(label_path.read_text(encoding="utf-8")).get("scale") if label_path.exists() else None
+    scale = read_label(stage_dir).get("scale")
     if scale is not None and scale not in allowed_scales:
         raise ScaleError(
             f"{stage_dir} holds results of scale '{scale}', the README shows scale "
@@ -56,16 +54,13 @@ def check_scale(stage: str, stage_dir: Path, allowed_scales: tuple[str, ...] = (
         )
 
 
-def stage_section(
-    stage: str, stage_dir: Path, figures_dir: Path, relative_to: Path, allowed_scales: tuple[str, ...] = (README_SCALE,)
-) -> str | None:
-    """The Markdown of one stage from its results (figures copied to ``figures_dir``); None if not run."""
-
+def stage_section(stage: str, stage_dir: Path, figures_dir: Path, relative_to: Path) -> str | None:
+    """The Markdown of one stage from its results (figures copied to ``figures_dir``); None if not run.
+    Its scale is checked by :func:`results_section`, for every stage before anything is written."""
     heading, tables, figures = STAGES[stage]
     present = [t for t in tables if (stage_dir / t).exists()]
     if not present:
         return None
-    check_scale(stage, stage_dir, allowed_scales)
     parts = [(stage_dir / t).read_text(encoding="utf-8").strip().replace("### ", "#### ", 1) + "\n" for t in present]
     for figure in figures:
         if (stage_dir / figure).exists():
@@ -87,7 +82,7 @@ def results_section(
         check_scale(stage, results_dir / stage, allowed_scales)
     parts = []
     for stage, (heading, _, _) in STAGES.items():
-        section = stage_section(stage, results_dir / stage, figures_dir, relative_to, allowed_scales)
+        section = stage_section(stage, results_dir / stage, figures_dir, relative_to)
         kept = sections_dir / f"{stage}.md" if sections_dir is not None else None
         if section is not None and kept is not None:
             write_text(kept, section)

@@ -8,6 +8,7 @@ be traced to the run that made it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,8 +60,6 @@ def write_metrics(path: str | os.PathLike, metrics: dict[str, Any], label: dict[
 
 def read_label(directory: str | os.PathLike) -> dict[str, Any]:
     """The ``label.json`` of a results directory (``{}`` when there is none)."""
-    import json
-
     path = Path(directory) / LABEL_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
