@@ -22,10 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = ModelSpec("small_convnet", num_classes=3, kwargs={"width": 4})
 
 
-
-
 def context(root: Path, **kwargs) -> RunContext:
-    return RunContext(tiny_dataset(), torch.device("cpu"), batch_size=10, checkpoint_root=root, progress=False, **kwargs)
+    return RunContext(
+        tiny_dataset(), torch.device("cpu"), batch_size=10, checkpoint_root=root, progress=False, **kwargs
+    )
 
 
 HPARAMS = TrainingHparams(epochs=2, lr=0.05, weight_decay=0.0)

@@ -79,8 +79,6 @@ def tiny_convnet(seed=0):
     return SmallConvNet(num_classes=NUM_CLASSES, width=4)
 
 
-
-
 SWEEP_RECIPE = Recipe(epochs=2, model="small_convnet", batch_size=10, lottery_rounds=2)
 
 
