@@ -266,15 +266,17 @@ def test_sweep_cli_stops_on_bad_input_and_writes_nothing(tmp_path, capsys):
 
 
 def test_report_refuses_points_of_another_scale_or_recipe(tmp_path):
+    from rewire.experiments.dpf_sweep import GridPoint
+
     recipe = Recipe(epochs=2)
     point = {"method": "dpf", "sparsity": 0.9, "structured": False, "recipe": recipe.as_dict(), "runs": []}
     write_point(dpf_report.point_dir(tmp_path, "dpf", 0.9), point, {"scale": "cpu"})
     with pytest.raises(ValueError, match="scale 'cpu'"):
-        dpf_report.load_runs(tmp_path, [("dpf", 0.9)], scale="smoke", recipe=recipe)
+        dpf_report.load_runs(tmp_path, [GridPoint("dpf", 0.9, recipe)], scale="smoke")
     with pytest.raises(ValueError, match="differing: epochs"):
-        dpf_report.load_runs(tmp_path, [("dpf", 0.9)], scale="cpu", recipe=Recipe(epochs=3))
+        dpf_report.load_runs(tmp_path, [GridPoint("dpf", 0.9, Recipe(epochs=3))], scale="cpu")
     with pytest.raises(FileNotFoundError, match="dvc repro"):
-        dpf_report.load_runs(tmp_path, [("snip", 0.9)], scale="cpu", recipe=recipe)
+        dpf_report.load_runs(tmp_path, [GridPoint("snip", 0.9, recipe)], scale="cpu")
     assert json.loads((tmp_path / "dpf-0.9" / "run.json").read_text())["label"] == {"scale": "cpu"}
 
 
@@ -287,7 +289,7 @@ def test_paper_table_puts_the_papers_numbers_beside_ours():
             {"method": "dpf", "target": 0.9, "seed": 0, "test_top1": 40.0},
             {"method": "dpf", "target": 0.9, "seed": 1, "test_top1": 42.0},
         ]
-    )
+    ).assign(structured=False, model="resnet20")
     table = dpf_report.paper_table(runs, dpf_report.TABLES["table1"], [0.9])
     rows = {r.method: r for r in table.itertuples()}
     assert rows["dpf"].top1_mean == 41.0 and rows["dpf"].runs == 2

@@ -170,15 +170,21 @@ def test_a_bad_grid_value_stops_the_pipeline_before_any_stage(tmp_path, capsys):
     from rewire.pipeline import validate
 
     text = (ROOT / "params.yaml").read_text()
+    cpu = text.index("\ncpu:\n")  # the active scale's block
+
+    def in_cpu_block(old, new):
+        return text[:cpu] + text[cpu:].replace(old, new, 1)
+
     bad = tmp_path / "params.yaml"
-    bad.write_text(text.replace("sparsities: [0.5, 0.8, 0.9, 0.95]", "sparsities: [0.5, -0.8]", 1))
+    bad.write_text(in_cpu_block("sparsities: [0.9]", "sparsities: [0.9, -0.8]"))
     assert bad.read_text() != text
     out = tmp_path / "params_check.json"
     assert validate.main(["check", "--params", str(bad), "--dvc-yaml", str(ROOT / "dvc.yaml"), "--out", str(out)]) == 2
-    assert "-0.8 is not a sparsity in (0, 1)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "grid entry 0" in err and "-0.8" in err
     assert not out.exists()  # nothing written
     unknown = tmp_path / "unknown.yaml"
-    unknown.write_text(text.replace("methods: [dense,", "methods: [dnese,", 1))
+    unknown.write_text(in_cpu_block("methods: [dense,", "methods: [dnese,"))
     assert validate.main(["check", "--params", str(unknown), "--dvc-yaml", str(ROOT / "dvc.yaml")]) == 2
     assert "unknown method 'dnese'" in capsys.readouterr().err
 

@@ -16,9 +16,21 @@ from typing import Any
 
 import pandas as pd
 
-from rewire.experiments.dpf_sweep import RUN_FILE, Recipe, read_point
+from rewire.experiments.dpf_sweep import RUN_FILE, GridPoint, read_point
+from rewire.pipeline.claims import Claim
 
-__all__ = ["PAPER_RESNET20", "TABLES", "point_dir", "load_runs", "per_seed", "paper_table", "mask_convergence"]
+__all__ = [
+    "PAPER_RESNET20",
+    "TABLES",
+    "point_dir",
+    "load_runs",
+    "per_seed",
+    "paper_table",
+    "mask_convergence",
+    "claims",
+    "CONVERGED_SHARE_PCT",
+    "OVERHEAD_PCT",
+]
 
 NOT_CONVERGED = float("nan")  # the paper's "*": the method did not converge
 
@@ -71,18 +83,16 @@ TABLES = {
 }
 
 
-def point_dir(runs_dir: str | os.PathLike, method: str, sparsity: float) -> Path:
-    """Where the stage of (method, sparsity) writes: ``runs_dir/<method>-<sparsity>`` (as in dvc.yaml)."""
-    return Path(runs_dir) / f"{method}-{sparsity}"
+def point_dir(runs_dir: str | os.PathLike, method: str, sparsity: float, tag: str = "") -> Path:
+    """Where the sweep writes the point (method, sparsity) of grid entry ``tag`` (as ``GridPoint.directory``)."""
+    return GridPoint(method, sparsity, None, tag).directory(runs_dir)
 
 
-def load_runs(
-    runs_dir: str | os.PathLike, grid: Sequence[tuple[str, float]], *, scale: str, recipe: Recipe
-) -> list[dict[str, Any]]:
-    """Read every point of ``grid``; stop with advice if one is missing or was made at another scale or recipe."""
-    points = []
-    for method, sparsity in grid:
-        path = point_dir(runs_dir, method, sparsity) / RUN_FILE
+def load_runs(runs_dir: str | os.PathLike, points: Sequence[GridPoint], *, scale: str) -> list[dict[str, Any]]:
+    """Read every grid point; stop with advice if one is missing or was made at another scale or recipe."""
+    loaded = []
+    for grid_point in points:
+        path = grid_point.directory(runs_dir) / RUN_FILE
         point = read_point(path)
         made_at = point.get("label", {}).get("scale")
         if made_at != scale:
@@ -90,37 +100,39 @@ def load_runs(
                 f"{path} was made at scale {made_at!r}, this notebook runs at {scale!r}; "
                 f"rerun the sweep (`dvc repro`) so both use the same scale"
             )
-        if point.get("recipe") != recipe.as_dict():
-            differing = sorted(k for k in recipe.as_dict() if point.get("recipe", {}).get(k) != recipe.as_dict()[k])
+        expected = grid_point.recipe.as_dict()
+        if point.get("recipe") != expected:
+            differing = sorted(k for k in expected if point.get("recipe", {}).get(k) != expected[k])
             raise ValueError(
                 f"{path} was made with another recipe (differing: {', '.join(differing)}); "
                 f"rerun the sweep (`dvc repro`)"
             )
-        points.append(point)
-    return points
+        loaded.append({**point, "tag": grid_point.tag, "model": grid_point.recipe.model})
+    return loaded
 
 
 def per_seed(points: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (method, target sparsity, seed); the dense baseline appears once per seed."""
-    rows, seen_dense = [], set()
+    """One row per (grid entry, method, target sparsity, seed)."""
+    rows = []
     for point in points:
         for run in point["runs"]:
-            if point["method"] == "dense":
-                if run["seed"] in seen_dense:
-                    continue
-                seen_dense.add(run["seed"])
             rows.append(
                 {
+                    "tag": point.get("tag", ""),
+                    "model": point.get("model", point.get("recipe", {}).get("model", "")),
                     "method": point["method"],
                     "target": point["sparsity"],
                     "seed": run["seed"],
                     "structured": point["structured"],
                     "test_top1": run["test_top1"],
+                    "val_top1": run.get("val_top1"),
                     "reached": run["sparsity"],
                     "filter_sparsity": run.get("filter_sparsity"),
                     "delta": run["delta"],
                     "mac_fraction": run["macs_sparse"] / run["macs_dense"],
                     "seconds_per_iteration": run["seconds_per_iteration"],
+                    "train_lr": point.get("selected_lrs", {}).get("train"),
+                    "finetune_lr": point.get("selected_lrs", {}).get("finetune"),
                 }
             )
     return pd.DataFrame(rows)
@@ -129,15 +141,25 @@ def per_seed(points: Sequence[dict[str, Any]]) -> pd.DataFrame:
 def paper_table(runs: pd.DataFrame, methods: Sequence[str], sparsities: Sequence[float]) -> pd.DataFrame:
     """Long table: one row per (target sparsity, method present in ``runs``), our mean ± std beside the paper's."""
     rows = []
-    dense = runs[runs.method == "dense"].test_top1
+    for model in sorted(runs.model.unique()) if "model" in runs else ["resnet20"]:
+        mine = runs[runs.model == model] if "model" in runs else runs
+        rows += _paper_rows(mine, model, methods, sparsities)
+    return pd.DataFrame(rows)
+
+
+def _paper_rows(runs: pd.DataFrame, model: str, methods: Sequence[str], sparsities: Sequence[float]) -> list[dict]:
+    rows = []
+    dense = runs[runs.method == "dense"].drop_duplicates("seed").test_top1
     for sparsity in sparsities:
         for method in methods:
             ours = dense if method == "dense" else runs[(runs.method == method) & (runs.target == sparsity)].test_top1
             if ours.empty:
                 continue
-            paper = PAPER_RESNET20.get((method, 0.0 if method == "dense" else sparsity), (math.nan, math.nan))
+            structured = bool(runs[runs.method == method].structured.any()) if method != "dense" else False
+            paper = _paper_value(model, method, 0.0 if method == "dense" else sparsity, structured)
             rows.append(
                 {
+                    "model": model,
                     "sparsity": sparsity,
                     "method": method,
                     "top1_mean": ours.mean(),
@@ -147,7 +169,22 @@ def paper_table(runs: pd.DataFrame, methods: Sequence[str], sparsities: Sequence
                     "paper_std": paper[1],
                 }
             )
-    return pd.DataFrame(rows)
+    return rows
+
+
+def _paper_value(model: str, method: str, sparsity: float, structured: bool) -> tuple[float, float]:
+    try:
+        from rewire.experiments import dpf_paper
+    except ImportError:  # pragma: no cover - the per-model numbers are optional
+        dpf_paper = None
+    if dpf_paper is not None:
+        row = dpf_paper.paper_number(model, method, sparsity, structured=structured)
+        if row is not None:
+            std = row.get("top1_std")
+            return row["top1"], math.nan if std is None else std
+    if model == "resnet20":
+        return PAPER_RESNET20.get((method, 0.0 if method == "dense" else sparsity), (math.nan, math.nan))
+    return math.nan, math.nan
 
 
 def mask_convergence(points: Sequence[dict[str, Any]], method: str = "dpf") -> pd.DataFrame:
@@ -160,3 +197,105 @@ def mask_convergence(points: Sequence[dict[str, Any]], method: str = "dpf") -> p
             for epoch, share in enumerate(run.get("mask_convergence", [])):
                 rows.append({"epoch": epoch, "target": point["sparsity"], "seed": run["seed"], "still_changing": share})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------- claims
+
+# Figure 4: "except for a small percentage of weights that keep oscillating, the mask has converged
+# early" (after epoch 157 of 200 only 5 % of mask elements were changing, at 95 % sparsity).
+CONVERGED_SHARE_PCT = 5.0
+# Figure 10: "trivial computational overhead"; this repository reads trivial as below 5 % per iteration.
+OVERHEAD_PCT = 5.0
+
+
+def _by_seed(runs: pd.DataFrame, method: str, sparsity: float | None, column: str = "test_top1") -> dict[int, float]:
+    rows = runs[runs.method == method]
+    if sparsity is not None:
+        rows = rows[rows.target == sparsity]
+    rows = rows.drop_duplicates("seed")
+    return {int(s): float(v) for s, v in zip(rows.seed, rows[column])}
+
+
+def claims(runs: pd.DataFrame, points: Sequence[dict[str, Any]] = ()) -> list[Claim]:
+    """The DPF paper's qualitative claims that the runs in ``runs`` (:func:`per_seed`) can decide.
+
+    Each claim pairs the two methods by seed at every target sparsity both were run at.
+    ``points`` (the loaded ``run.json`` files) give Figure 4's mask-convergence curves.
+    """
+    found: list[Claim] = []
+    unstructured = sorted(runs[~runs.structured & (runs.method != "dense")].target.unique())
+    structured = sorted(runs[runs.structured].target.unique())
+
+    def pair(paper, words, a, b, sparsity, kind, source):
+        a_values, b_values = _by_seed(runs, a, sparsity), _by_seed(runs, b, sparsity)
+        if len(set(a_values) & set(b_values)) >= 2:
+            at = f" at {sparsity:g}" if sparsity else ""
+            found.append(Claim(paper, words + at, f"{a}{at}", a_values, f"{b}{at}", b_values, kind=kind, source=source))
+
+    for s in unstructured:
+        pair("DPF", "DPF beats SNIP", "dpf", "snip", s, "greater", "Table 1")
+        pair(
+            "DPF",
+            "DPF is at least as good as Incremental (no feedback)",
+            "dpf",
+            "incremental",
+            s,
+            "at_least",
+            "Table 2",
+        )
+        pair("DPF", "DPF is at least as good as One-shot P+FT", "dpf", "oneshot_ft", s, "at_least", "Table 2")
+        if s >= 0.9:
+            pair("DPF", "fine-tuning DPF's model helps at high sparsity", "dpf_ft", "dpf", s, "at_least", "Table 2")
+        pair(
+            "DPF",
+            "DPF's mask retrained from initialisation is worse than DPF",
+            "dpf",
+            "dpf_rewind",
+            s,
+            "greater",
+            "Figure 5",
+        )
+    for s in structured:
+        pair("DPF", "structured DPF is at least as good as SFP", "dpf_structured", "sfp", s, "at_least", "Table 5")
+    for point in points:
+        if point["method"] != "dpf":
+            continue
+        ramp_end = max(1, math.floor(point["recipe"]["milestones"][1] * point["recipe"]["epochs"]))
+        shares = {
+            int(run["seed"]): 100.0 * run["mask_convergence"][ramp_end]
+            for run in point["runs"]
+            if len(run.get("mask_convergence", [])) > ramp_end
+        }
+        if len(shares) >= 2:
+            found.append(
+                Claim(
+                    "DPF",
+                    f"DPF's mask has converged once the sparsity ramp ends (share still changing after epoch "
+                    f"{ramp_end} of {point['recipe']['epochs']}, {point['sparsity']:g})",
+                    "% of mask entries flipping later",
+                    shares,
+                    kind="below",
+                    threshold=CONVERGED_SHARE_PCT,
+                    unit="%",
+                    source="Figure 4",
+                )
+            )
+    dense_cost = _by_seed(runs, "dense", None, "seconds_per_iteration")
+    for s in unstructured:
+        dpf_cost = _by_seed(runs, "dpf", s, "seconds_per_iteration")
+        common = sorted(set(dense_cost) & set(dpf_cost))
+        if len(common) >= 2:
+            overhead = {seed: 100.0 * (dpf_cost[seed] / dense_cost[seed] - 1.0) for seed in common}
+            found.append(
+                Claim(
+                    "DPF",
+                    f"DPF's per-iteration overhead over dense training is trivial (at {s:g})",
+                    "overhead %",
+                    overhead,
+                    kind="below",
+                    threshold=OVERHEAD_PCT,
+                    unit="%",
+                    source="Figure 10",
+                )
+            )
+    return found

@@ -66,7 +66,18 @@ from rewire.train import checkpoint as checkpoint_module
 from rewire.train.runtime import pick_device
 from rewire.train.trainer import Callback, TrainingHparams
 
-__all__ = ["Recipe", "METHODS", "STRUCTURED_METHODS", "known_methods", "run_point", "main"]
+__all__ = [
+    "Recipe",
+    "GridPoint",
+    "METHODS",
+    "STRUCTURED_METHODS",
+    "known_methods",
+    "grid_points",
+    "prepare_data",
+    "select_lrs",
+    "run_point",
+    "main",
+]
 
 STAGE = "dpf_sweeps"
 RUN_FILE = "run.json"
@@ -120,6 +131,13 @@ class Recipe:
     lottery_rounds: int = 1
     seeds: tuple[int, ...] = (0,)
     precision: str = "fp32"  # fp32 | bf16 (autocast + channels-last), rewire.train.trainer.PRECISIONS
+    # Held out of the training split (stratified, seeded) and evaluated every epoch as val_*:
+    # what learning-rate selection reads. 0 = no validation split (and no selection).
+    validation_fraction: float = 0.0
+    # Learning-rate candidates, selected on the validation split with the first seed (the paper
+    # grid-searched them for P+FT, Incremental and SNIP, Section 5.1 / Appendix A.2); empty = no search.
+    finetune_lrs: tuple[float, ...] = ()  # the fine-tuning lr of oneshot_ft, incremental_ft, dpf_ft
+    baseline_lrs: tuple[float, ...] = ()  # the training lr of snip and incremental (and incremental_ft)
 
     @classmethod
     def from_params(cls, values: dict[str, Any]) -> Recipe:
@@ -140,6 +158,15 @@ class Recipe:
             raise ValueError("seeds must name at least one seed")
         if self.lottery_rounds < 1:
             raise ValueError(f"lottery_rounds must be >= 1, got {self.lottery_rounds}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+        if (self.finetune_lrs or self.baseline_lrs) and self.validation_fraction == 0.0:
+            raise ValueError(
+                "finetune_lrs / baseline_lrs select a learning rate on a validation split; "
+                "set validation_fraction > 0 (e.g. 0.1) or leave the candidate lists empty"
+            )
+        if any(lr <= 0 for lr in (*self.finetune_lrs, *self.baseline_lrs)):
+            raise ValueError(f"learning-rate candidates must be > 0, got {self.finetune_lrs} and {self.baseline_lrs}")
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -168,6 +195,123 @@ class Recipe:
         return SparsitySchedule(final=final, end=float(end), frequency=self.sparsity_frequency)
 
 
+# --------------------------------------------------------------------- grid
+
+GRID_KEYS = ("methods", "sparsities", "tag", "model", "preset", "overrides", "figure")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One (method, target sparsity) of a scale's grid, with the recipe it runs at.
+
+    ``tag`` names the grid entry (a paper table or figure, e.g. ``table1-wrn28_2``); points of
+    the untagged entry live directly under the runs directory, as ``<method>-<sparsity>``.
+    """
+
+    method: str
+    sparsity: float
+    recipe: Recipe
+    tag: str = ""
+    figure: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.tag}/{self.method}-{self.sparsity}" if self.tag else f"{self.method}-{self.sparsity}"
+
+    def directory(self, runs_dir: str | os.PathLike) -> Path:
+        return Path(runs_dir) / self.name
+
+
+def _preset_fields(name: str) -> dict[str, Any]:
+    from rewire.experiments import dpf_presets
+
+    if name not in dpf_presets.PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(dpf_presets.PRESETS))}")
+    return dict(dpf_presets.PRESETS[name])
+
+
+def grid_points(values: dict[str, Any]) -> list[GridPoint]:
+    """Expand a ``dpf_sweeps`` block's ``grid`` into points; every recipe is built (and so checked) here.
+
+    Each grid entry is a mapping: ``methods`` and ``sparsities`` (lists), and optionally ``tag``,
+    ``model``, ``preset`` (a named paper recipe of :mod:`rewire.experiments.dpf_presets`, laid
+    over the block's values), ``overrides`` (recipe fields, laid over the preset) and
+    ``figure`` (which paper table or figure the entry feeds). ``dense`` runs once per entry.
+    """
+    entries = values.get("grid")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("the dpf_sweeps block needs a `grid`: a non-empty list of {methods, sparsities, ...} entries")
+    base = {k: v for k, v in values.items() if k != "grid"}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    points: dict[str, GridPoint] = {}
+    for index, entry in enumerate(entries):
+        where = f"grid entry {index}" + (
+            f" ({entry.get('tag')})" if isinstance(entry, dict) and entry.get("tag") else ""
+        )
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be a mapping with methods and sparsities, got {entry!r}")
+        unknown = sorted(set(entry) - set(GRID_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+        methods_, sparsities = entry.get("methods"), entry.get("sparsities", [])
+        if not isinstance(methods_, list) or not methods_:
+            raise ValueError(f"{where}: `methods` must be a non-empty list of: {', '.join(METHODS)}")
+        if not isinstance(sparsities, list):
+            raise ValueError(f"{where}: `sparsities` must be a list of target sparsities in (0, 1)")
+        fields = dict(base)
+        if entry.get("preset"):
+            fields.update(_preset_fields(entry["preset"]))
+        if entry.get("model"):
+            fields["model"] = entry["model"]
+        overrides = entry.get("overrides") or {}
+        bad = sorted(set(overrides) - recipe_fields)
+        if bad:
+            raise ValueError(
+                f"{where}: overrides {', '.join(bad)} are not recipe fields ({', '.join(sorted(recipe_fields))})"
+            )
+        fields.update(overrides)
+        try:
+            recipe = Recipe.from_params(fields)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: {error}") from error
+        for method in methods_:
+            if method not in METHODS:
+                raise ValueError(f"{where}: unknown method {method!r}; known methods: {', '.join(METHODS)}")
+            for sparsity in [0.0] if method == "dense" else sparsities:
+                if method != "dense":
+                    try:
+                        sparsity = check_sparsity(sparsity)
+                    except (TypeError, ValueError) as error:
+                        raise ValueError(f"{where}: {error}") from error
+                    if sparsity == 0.0:
+                        raise ValueError(f"{where}: method {method!r} needs a target sparsity in (0, 1), got 0")
+                point = GridPoint(
+                    method, float(sparsity), recipe, str(entry.get("tag", "")), str(entry.get("figure", ""))
+                )
+                previous = points.get(point.name)
+                if previous is not None and previous.recipe != recipe:
+                    raise ValueError(
+                        f"{where}: {point.name} appears twice with different recipes; give one entry a distinct tag"
+                    )
+                points[point.name] = point
+    return list(points.values())
+
+
+def prepare_data(recipe: Recipe, data_root: str | os.PathLike = "data"):
+    """The recipe's class-balanced subset and, with ``validation_fraction`` > 0, its validation split.
+
+    Returns ``(data, validation)``: ``data`` trains (its training split without the held-out
+    images) and tests; ``validation`` is ``None`` or the held-out part.
+    """
+    from rewire import data as rdata
+
+    full = rdata.load(recipe.dataset, root=data_root)
+    data = full.class_balanced_subset(recipe.train_per_class or None, recipe.test_per_class or None, seed=0)
+    if recipe.validation_fraction == 0.0:
+        return data, None
+    return data.train_validation_split(recipe.validation_fraction, seed=0)
+
+
 # --------------------------------------------------------------------- context
 
 
@@ -178,9 +322,11 @@ def make_context(
     checkpoint_root: str | os.PathLike,
     progress: bool | None = None,
     reuse_checkpoints: bool | None = None,
+    validation=None,
 ) -> Context:
     return Context(
         data=data,
+        validation=validation,
         device=device,
         batch_size=recipe.batch_size,
         checkpoint_root=Path(checkpoint_root),
@@ -276,13 +422,13 @@ def _dense(ctx: Context, seed: int) -> Phase:
     return _train(ctx, "dense", seed, ctx.base_config(seed), model, None, ctx.recipe.hparams())
 
 
-def _gradual(ctx: Context, method: str, sparsity: float, seed: int) -> Phase:
+def _gradual(ctx: Context, method: str, sparsity: float, seed: int, lr: float | None = None) -> Phase:
     model = ctx.fresh_model(seed)
     attached = methods.get(method).attach(
         model, schedule=ctx.recipe.sparsity_schedule(sparsity), update_every=ctx.recipe.update_every
     )
     config = {**ctx.base_config(seed), "method": method, "sparsity": sparsity}
-    return _train(ctx, method, seed, config, model, attached.group, ctx.recipe.hparams(), attached.callbacks)
+    return _train(ctx, method, seed, config, model, attached.group, ctx.recipe.hparams(lr=lr), attached.callbacks)
 
 
 def _fixed_mask(
@@ -305,7 +451,7 @@ def _fixed_mask(
     return _train(ctx, name, seed, config, model, attached.group, hparams, attached.callbacks)
 
 
-def _finetune(ctx: Context, source: Phase, method: str, sparsity: float, seed: int) -> Phase:
+def _finetune(ctx: Context, source: Phase, method: str, sparsity: float, seed: int, lr: float | None = None) -> Phase:
     """Fine-tune ``source``'s pruned model with its final mask fixed (Table 2, "+ FT")."""
     masks = [m.clone() for m in source.group.masks()]
     config = {**ctx.base_config(seed), "method": method, "sparsity": sparsity}
@@ -317,12 +463,12 @@ def _finetune(ctx: Context, source: Phase, method: str, sparsity: float, seed: i
         _plain_state(source.model, source.group),
         lambda g: masks,
         epochs=ctx.recipe.finetune_epochs,
-        lr=ctx.recipe.finetune_lr,
+        lr=ctx.recipe.finetune_lr if lr is None else lr,
         schedule="cosine",
     )
 
 
-def _oneshot_ft(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
+def _oneshot_ft(ctx: Context, sparsity: float, seed: int, lr: float | None = None) -> list[Phase]:
     dense = _dense(ctx, seed)
     config = {**ctx.base_config(seed), "method": "oneshot_ft", "sparsity": sparsity}
     tuned = _fixed_mask(
@@ -333,13 +479,13 @@ def _oneshot_ft(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
         dense.model.state_dict(),
         magnitude_masks(sparsity),
         epochs=ctx.recipe.finetune_epochs,
-        lr=ctx.recipe.finetune_lr,
+        lr=ctx.recipe.finetune_lr if lr is None else lr,
         schedule="cosine",
     )
     return [dense, tuned]
 
 
-def _snip(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
+def _snip(ctx: Context, sparsity: float, seed: int, lr: float | None = None) -> list[Phase]:
     probe = ctx.fresh_model(seed)
     init_state = {k: v.clone() for k, v in probe.state_dict().items()}
     train, _ = ctx.loaders(seed)
@@ -355,7 +501,7 @@ def _snip(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
             init_state,
             lambda g: masks,
             epochs=ctx.recipe.epochs,
-            lr=ctx.recipe.lr,
+            lr=ctx.recipe.lr if lr is None else lr,
             schedule="multistep",
         )
     ]
@@ -425,19 +571,28 @@ def _dynamic_sparse(ctx: Context, method: str, sparsity: float, seed: int) -> li
     return [_train(ctx, method, seed, config, model, attached.group, ctx.recipe.hparams(), attached.callbacks)]
 
 
-def run_phases(ctx: Context, method: str, sparsity: float, seed: int) -> list[Phase]:
-    """Train every phase of ``method`` at ``sparsity`` for one seed (finished phases are found, not retrained)."""
+def run_phases(
+    ctx: Context, method: str, sparsity: float, seed: int, lrs: dict[str, float] | None = None
+) -> list[Phase]:
+    """Train every phase of ``method`` at ``sparsity`` for one seed (finished phases are found, not retrained).
+
+    ``lrs`` may set ``"train"`` (the training lr of SNIP and Incremental) and ``"finetune"`` (the
+    fine-tuning lr of the ``+ FT`` methods), as :func:`select_lrs` chose them; the recipe's otherwise.
+    """
+    lrs = lrs or {}
     if method == "dense":
         return [_dense(ctx, seed)]
     if method in GRADUAL_METHODS:
-        return [_gradual(ctx, method, sparsity, seed)]
+        return [_gradual(ctx, method, sparsity, seed, lrs.get("train") if method == "incremental" else None)]
     if method in ("incremental_ft", "dpf_ft"):
-        source = _gradual(ctx, method[: -len("_ft")], sparsity, seed)
-        return [source, _finetune(ctx, source, method, sparsity, seed)]
+        source_method = method[: -len("_ft")]
+        source_lr = lrs.get("train") if source_method == "incremental" else None
+        source = _gradual(ctx, source_method, sparsity, seed, source_lr)
+        return [source, _finetune(ctx, source, method, sparsity, seed, lrs.get("finetune"))]
     if method == "oneshot_ft":
-        return _oneshot_ft(ctx, sparsity, seed)
+        return _oneshot_ft(ctx, sparsity, seed, lrs.get("finetune"))
     if method == "snip":
-        return _snip(ctx, sparsity, seed)
+        return _snip(ctx, sparsity, seed, lrs.get("train"))
     if method == "lottery":
         return _lottery(ctx, sparsity, seed)
     if method == "dpf_rewind":
@@ -445,6 +600,44 @@ def run_phases(ctx: Context, method: str, sparsity: float, seed: int) -> list[Ph
     if method in ("sm", "dsr"):
         return _dynamic_sparse(ctx, method, sparsity, seed)
     raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------- learning-rate selection
+
+TRAIN_LR_METHODS = ("snip", "incremental", "incremental_ft")  # their training lr is searched (baseline_lrs)
+FINETUNE_LR_METHODS = ("oneshot_ft", "incremental_ft", "dpf_ft")  # their fine-tuning lr is searched (finetune_lrs)
+
+
+def _pick_lr(
+    ctx: Context, method: str, sparsity: float, key: str, candidates: Sequence[float], fixed: dict[str, float]
+) -> tuple[float, list[dict[str, Any]]]:
+    """Train ``method`` with every candidate lr at the first seed; the best final validation top-1 wins
+    (ties: the earlier candidate). The test set is never read."""
+    seed = ctx.recipe.seeds[0]
+    rows = []
+    for lr in candidates:
+        final = run_phases(ctx, method, sparsity, seed, {**fixed, key: lr})[-1].records[-1]
+        if "val_top1" not in final:
+            raise ValueError("learning-rate selection needs a validation split; set validation_fraction > 0")
+        rows.append({"method": method, "which": key, "lr": lr, "seed": seed, "val_top1": final["val_top1"]})
+    best = max(rows, key=lambda r: r["val_top1"])  # max keeps the first of equal values
+    for row in rows:
+        row["selected"] = row is best
+    return best["lr"], rows
+
+
+def select_lrs(ctx: Context, method: str, sparsity: float) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The learning rates of ``method`` chosen on the validation split (DPF Section 5.1: the baselines'
+    optimizer and lr were grid-searched), and every candidate's validation top-1."""
+    recipe, lrs, log = ctx.recipe, {}, []
+    if method in TRAIN_LR_METHODS and recipe.baseline_lrs:
+        base = "incremental" if method == "incremental_ft" else method
+        lrs["train"], rows = _pick_lr(ctx, base, sparsity, "train", recipe.baseline_lrs, {})
+        log += rows
+    if method in FINETUNE_LR_METHODS and recipe.finetune_lrs:
+        lrs["finetune"], rows = _pick_lr(ctx, method, sparsity, "finetune", recipe.finetune_lrs, dict(lrs))
+        log += rows
+    return lrs, log
 
 
 # --------------------------------------------------------------------- one point
@@ -467,6 +660,7 @@ def _summarise(phases: list[Phase], seed: int) -> dict[str, Any]:
         "test_top1": final["test_top1"],
         "test_top5": final["test_top5"],
         "test_loss": final["test_loss"],
+        "val_top1": final.get("val_top1"),
         "sparsity": final.get("sparsity", 0.0),
         "filter_sparsity": final.get("filter_sparsity"),
         "delta": final.get("delta", 0.0),
@@ -497,21 +691,28 @@ def run_point(
     device: torch.device | None = None,
     progress: bool | None = None,
     reuse_checkpoints: bool | None = None,
+    validation=None,
 ) -> dict[str, Any]:
-    """Run ``method`` at ``sparsity`` for every seed of ``recipe``; return the summary written to ``run.json``."""
+    """Run ``method`` at ``sparsity`` for every seed of ``recipe``; return the summary written to ``run.json``.
+
+    ``validation`` is the held-out part of the training split (:func:`prepare_data`), which
+    learning-rate selection reads."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
     sparsity = 0.0 if method == "dense" else check_sparsity(sparsity)
     if method != "dense" and sparsity == 0.0:
         raise ValueError(f"method {method!r} needs a target sparsity in (0, 1), got 0")
-    ctx = make_context(recipe, data, device or pick_device(), checkpoint_root, progress, reuse_checkpoints)
+    ctx = make_context(recipe, data, device or pick_device(), checkpoint_root, progress, reuse_checkpoints, validation)
     started = time.perf_counter()
-    runs = [_summarise(run_phases(ctx, method, sparsity, seed), seed) for seed in recipe.seeds]
+    lrs, selection = select_lrs(ctx, method, sparsity)
+    runs = [_summarise(run_phases(ctx, method, sparsity, seed, lrs), seed) for seed in recipe.seeds]
     return {
         "method": method,
         "sparsity": sparsity,
         "structured": method in STRUCTURED_METHODS,
         "recipe": recipe.as_dict(),
+        "selected_lrs": lrs,
+        "lr_selection": selection,
         "seconds": time.perf_counter() - started,
         "runs": runs,
     }
@@ -548,11 +749,14 @@ def read_point(path: str | os.PathLike) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rewire.dpf_sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
+    parser.add_argument("--grid", action="store_true", help="run every point of the scale's `grid` (the DVC stage)")
+    parser.add_argument("--method", help=f"one point: one of {', '.join(METHODS)}")
+    parser.add_argument("--sparsity", type=float, help="one point: target sparsity over the pruned layers, e.g. 0.9")
     parser.add_argument(
-        "--sparsity", required=True, type=float, help="target sparsity over the pruned layers, e.g. 0.9"
+        "--out",
+        required=True,
+        help="one point: directory for its run.json; --grid: the runs directory (one sub-directory per point)",
     )
-    parser.add_argument("--out", required=True, help="directory for run.json (written atomically)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--stage", default=STAGE, help="the params.yaml block holding the recipe")
     parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
@@ -567,27 +771,44 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a killed stage leaves no half-written run.json
     try:
         scale, values = params_module.stage_values(args.stage, args.params, args.scale)
-        recipe = Recipe.from_params(values)
-        if args.method not in METHODS:
-            raise ValueError(f"unknown method {args.method!r}; known methods: {', '.join(METHODS)}")
-        sparsity = 0.0 if args.method == "dense" else check_sparsity(args.sparsity)
-        from rewire import data as rdata
+        if args.grid:
+            if args.method or args.sparsity is not None:
+                raise ValueError("--grid runs the whole grid; leave out --method and --sparsity")
+            todo = grid_points(values)
+        else:
+            if args.method is None or args.sparsity is None:
+                raise ValueError("give --method and --sparsity (one point), or --grid (the scale's whole grid)")
+            if args.method not in METHODS:
+                raise ValueError(f"unknown method {args.method!r}; known methods: {', '.join(METHODS)}")
+            sparsity = 0.0 if args.method == "dense" else check_sparsity(args.sparsity)
+            todo = [GridPoint(args.method, sparsity, Recipe.from_params(values))]
         from rewire.pipeline import results
 
-        full = rdata.load(recipe.dataset, root=args.data_root)
-        data = full.class_balanced_subset(recipe.train_per_class or None, recipe.test_per_class or None, seed=0)
         device = pick_device()
-        label = results.run_label(scale=scale, seeds=recipe.seeds, data_source=data.source, device=device)
-        point = run_point(
-            args.method,
-            sparsity,
-            recipe,
-            data=data,
-            checkpoint_root=args.checkpoints,
-            device=device,
-            reuse_checkpoints=args.reuse_checkpoints or None,
-        )
-        path = write_point(args.out, point, label)
+        prepared: dict[tuple, Any] = {}
+        for index, grid_point in enumerate(todo, 1):
+            recipe = grid_point.recipe
+            key = (recipe.dataset, recipe.train_per_class, recipe.test_per_class, recipe.validation_fraction)
+            if key not in prepared:
+                prepared[key] = prepare_data(recipe, args.data_root)
+            data, validation = prepared[key]
+            if len(todo) > 1:
+                print(f"[{index}/{len(todo)}] {grid_point.name}", file=sys.stderr, flush=True)
+            label = results.run_label(scale=scale, seeds=recipe.seeds, data_source=data.source, device=device)
+            point = run_point(
+                grid_point.method,
+                grid_point.sparsity,
+                recipe,
+                data=data,
+                validation=validation,
+                checkpoint_root=args.checkpoints,
+                device=device,
+                reuse_checkpoints=args.reuse_checkpoints or None,
+            )
+            point.update(tag=grid_point.tag, figure=grid_point.figure)
+            path = write_point(grid_point.directory(args.out) if args.grid else args.out, point, label)
+            top1 = ", ".join(f"{r['test_top1']:.2f}" for r in point["runs"])
+            print(f"{grid_point.name}: test top-1 {top1} -> {path}")
     except (
         params_module.ParamsError,
         ValueError,
@@ -605,8 +826,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    top1 = ", ".join(f"{r['test_top1']:.2f}" for r in point["runs"])
-    print(f"{args.method} at sparsity {sparsity}: test top-1 {top1} -> {path}")
     return 0
 
 

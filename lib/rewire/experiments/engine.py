@@ -284,6 +284,7 @@ def fit_run(
     progress: bool | None = None,
     description: str | None = None,
     run_info: dict[str, Any] | None = None,
+    validation_loader=None,
 ) -> RunResult:
     """Train, resume or skip the run ``name`` with settings ``config``; write and return its record.
 
@@ -320,6 +321,7 @@ def fit_run(
         hparams,
         train_loader,
         eval_loader,
+        validation_loader=validation_loader,
         run_dir=run_dir,
         callbacks=callbacks,
         run_info=info,
@@ -352,6 +354,8 @@ class RunContext:
     """What the runs of one experiment share: data, device, batch size, where checkpoints go.
 
     Replaces the seed -> model -> method -> loaders -> Trainer loop every notebook repeated.
+    ``validation`` (optional) is a held-out part of the training split, evaluated after every
+    epoch as ``val_*`` (the ``validation_part`` of ``ImageDataset.train_validation_split``).
     """
 
     data: Any
@@ -362,6 +366,7 @@ class RunContext:
     progress: bool | None = None
     reuse_checkpoints: bool | None = None
     code: Sequence[str] = ()
+    validation: Any = None
 
     def loaders(self, seed: int):
         """Training loader (shuffled, augmented, seeded by the run seed) and evaluation loader."""
@@ -394,6 +399,24 @@ class RunContext:
         )
         return train, test
 
+    def validation_loader(self):
+        """The loader of the held-out validation images (no augmentation), or ``None``."""
+        if self.validation is None:
+            return None
+        from rewire import data as rdata
+
+        mean, std = rdata.normalisation_for(self.data.name)
+        return rdata.BatchLoader(
+            self.validation.test_images,
+            self.validation.test_labels,
+            self.eval_batch_size,
+            shuffle=False,
+            augment=False,
+            mean=mean,
+            std=std,
+            device=self.device,
+        )
+
     def build(self, spec: ModelSpec, seed: int) -> nn.Module:
         """The dense model of ``spec``, initialised from the run seed's model stream, on the device."""
         seed_model_init(Seeds.from_run_seed(seed))
@@ -421,6 +444,7 @@ class RunContext:
                 "source": self.data.source.get("kind", "unknown"),
                 "train_examples": len(self.data.train_labels),
                 "test_examples": len(self.data.test_labels),
+                **({"validation_examples": len(self.validation.test_labels)} if self.validation is not None else {}),
             },
         }
         return fit_run(
@@ -438,6 +462,7 @@ class RunContext:
             progress=self.progress,
             description=name,
             run_info={"seed": seed, **(run_info or {})},
+            validation_loader=self.validation_loader(),
         )
 
 

@@ -16,17 +16,39 @@ at the next update (error feedback, Section 3: w_{t+1} = w_t - γ g(w_t + e_t)).
 
 The same callback with other switches gives the baselines that differ from DPF in one place:
 
-================  =================  ============  =========================  ============
-method            rule               route         mask update                pruned weights
-================  =================  ============  =========================  ============
-DPF               global, weight     straight      every p = 16 iterations    kept (feedback)
-structured DPF    global, filter     straight      every p = 16 iterations    kept (feedback)
-Incremental (ZG)  global, weight     masked        every epoch (Δt = 1)       zeroed, frozen
-SFP               per layer, filter  straight      every epoch                zeroed, updated
-================  =================  ============  =========================  ============
+================  ==========================  ============  =========================  ============
+method            rule                        route         mask update                pruned weights
+================  ==========================  ============  =========================  ============
+DPF               global, weight              straight      every p = 16 iterations    kept (feedback)
+structured DPF    global, filter, RMS norm    straight      every p = 16 iterations    kept (feedback)
+Incremental (ZG)  global, weight              masked        every epoch (Δt = 1)       zeroed, frozen
+SFP               per layer, filter, L2 norm  (none)        zeroed at every epoch end  zeroed, updated
+================  ==========================  ============  =========================  ============
 
 The target sparsity s_t follows Zhu & Gupta's cubic ramp from 0 at epoch 0 to the target
 at the epoch of the second learning-rate decay (Appendix A.2; :func:`rewire.sparse.schedules.cubic_sparsity`).
+Table 5's caption says the same of the structured comparison ("We follow the gradual pruning
+warmup scheme (as in Zhu & Gupta (2017)) from 0 epoch to the epoch when performing the second
+learning rate decay"), in a table whose SFP column is the baseline, so SFP is given the same
+ramp by the sweep. The caption does not say separately whether SFP itself got it; He et al.'s
+SFP prunes at a constant rate from the start: pass ``SparsitySchedule(final=s, initial=s, end=...)``
+for that.
+
+Structured DPF ranks filters by ||W_j||_2 / sqrt(n_j) (``PruningRule(filter_norm="rms")``,
+:func:`rewire.sparse.groups.filter_norm_scores`): with the raw norm under one global threshold the
+filters with few weights (the 27-weight stem filters, 1x1 shortcuts, the transition convolutions)
+are pruned first by shape alone; on a freshly initialised ResNet-20 at a 30% filter target they
+are 209 of the 235 pruned filters, the whole stem included.
+
+SFP (He et al. 2018, Soft Filter Pruning, Algorithm 1) is :class:`SoftFilterPruning`: at the end
+of every epoch the filters of each layer with the smallest L2 norms (share s_t) are set to zero
+*in the dense weights*; then every filter, zeroed ones included, takes part in the forward pass
+and is updated until the next epoch end. In the one mask mechanism the zeroing is
+:meth:`MaskGroup.zero_pruned`, and the mask of the pruning is held from the epoch end (so the
+evaluation of that epoch, its record, its checkpoint and the final model see the pruned model)
+to the start of the next epoch, where it is reset to all ones (soft: the zeroed filters train
+again). A mask kept during training instead would take the pruned filters out of the forward
+pass, which is not SFP.
 """
 
 from __future__ import annotations
@@ -46,6 +68,7 @@ from rewire.train.trainer import Callback
 __all__ = [
     "SparsitySchedule",
     "GradualPruning",
+    "SoftFilterPruning",
     "DPF_UPDATE_EVERY",
     "GRADUAL_METHODS",
     "attach_gradual",
@@ -219,15 +242,104 @@ class GradualPruning(Callback):
         self.epoch_iou_sum = state["epoch_iou_sum"]
 
 
+class SoftFilterPruning(GradualPruning):
+    """Soft Filter Pruning (He et al., IJCAI 2018, Algorithm 1 and Section 3.3) on a filter rule.
+
+    He et al.'s loop: train an epoch with every filter; at its end, in every layer, the
+    ``round(s_t N_l)`` filters of smallest ||W_j||_2 are set to zero (the "soft" pruning: they
+    are *not* removed, and the next epoch updates them like any other filter); after the last
+    epoch the zeroed filters are the pruned model. Here:
+
+    * after the last optimizer step of every epoch (:meth:`on_batch_end`, so *before* the
+      trainer evaluates that epoch) the rule's masks at s_t (t = epochs completed) are assigned
+      and the dense weights of the pruned filters are set to zero. Only the weights: He et al.'s
+      code (``Mask.do_mask``) multiplies the weight data by the mask and leaves the optimizer
+      state alone, so a zeroed filter keeps its momentum;
+    * the mask stays assigned through the evaluation, the epoch record and the checkpoint of that
+      epoch; :meth:`on_epoch_start` resets it to all ones, so during training every filter is in
+      the forward pass and receives its gradient (the route does not matter: nothing is masked);
+    * after the last epoch the mask stays: the final model has exactly ``round(s N_l)`` zero
+      filters in every layer (the ramp must end by then, :meth:`on_fit_start`).
+
+    If s_0 > 0 (SFP's constant rate) the filters are also zeroed once before the first epoch, as
+    He et al.'s script does. The records are those of :class:`GradualPruning`, computed at the
+    epoch-end pruning: ``sparsity`` and ``filter_sparsity`` are those of the evaluated (pruned)
+    model, ``delta`` is δ_t of Eq. 1 *before* the zeroing (the share of ||w||^2 the zeroing
+    removed, i.e. how far the zeroed filters had grown back), ``mask_flips``/``mask_iou`` compare
+    consecutive epoch-end masks.
+    """
+
+    def __init__(self, group: MaskGroup, rule: PruningRule, schedule: SparsitySchedule) -> None:
+        if rule.granularity != "filter":
+            raise ValueError(f"soft filter pruning prunes filters: the rule needs granularity='filter', got {rule}")
+        super().__init__(group, rule, schedule, update_every=None, zero_pruned=True)
+        self.pruned_masks = [m.clone() for m in group.masks()]  # the last epoch-end masks
+        self.delta = 0.0
+
+    def on_fit_start(self, trainer) -> None:
+        if self.schedule.at(trainer.hparams.epochs) != self.schedule.final:
+            raise ValueError(
+                f"the sparsity ramp ends at epoch {self.schedule.end:g}, after the last epoch "
+                f"({trainer.hparams.epochs}); the final model would not reach the target {self.schedule.final}. "
+                f"Train longer or end the ramp earlier."
+            )
+        if trainer.epoch == 0 and self.schedule.at(0.0) > 0:
+            self.prune(trainer, 0.0)
+
+    def on_epoch_start(self, trainer) -> None:
+        """Soft: every filter, the zeroed ones included, trains in the coming epoch."""
+        self.pruned_masks = [m.clone() for m in self.group.masks()]
+        self.group.assign([torch.ones_like(m) for m in self.pruned_masks])
+
+    def on_batch_start(self, trainer, inputs, targets):
+        return None
+
+    def on_batch_end(self, trainer, loss) -> None:
+        if trainer.global_step % trainer.batches_per_epoch == 0:  # the epoch's last step: prune before evaluation
+            self.prune(trainer, trainer.global_step / trainer.batches_per_epoch)
+
+    @torch.no_grad()
+    def prune(self, trainer, epoch_time: float) -> list[torch.Tensor]:
+        """Zero the smallest filters of every layer at s_t, t = ``epoch_time``; hold and return the masks."""
+        self.target = self.schedule.at(epoch_time)
+        masks = self.rule.masks(self.group.dense_weights(), self.target)
+        self.delta = mask_stats.pruning_error(self.group.dense_weights(), masks)
+        self.group.assign(masks)
+        self.group.zero_pruned(None)  # the weights only (He et al.'s do_mask); momentum is kept
+        epoch = int(round(epoch_time)) if trainer is not None else 0
+        for last, before, after in zip(self.last_flip_epoch, self.pruned_masks, masks):
+            last.masked_fill_(before ^ after, epoch)
+        self.epoch_updates += 1
+        self.epoch_flips += mask_stats.mask_flips(self.pruned_masks, masks)
+        self.epoch_iou_sum += mask_stats.mask_iou(self.pruned_masks, masks)
+        self.pruned_masks = [m.clone() for m in masks]
+        return masks
+
+    def update(self, trainer, epoch_time: float) -> list[torch.Tensor]:
+        return self.prune(trainer, epoch_time)
+
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
+        super().on_epoch_end(trainer, record)
+        record["delta"] = self.delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "delta": self.delta}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.delta = float(state["delta"])
+
+
 # --------------------------------------------------------------------- registry
 
 # name: (rule, gradient route, mask update period ("p" = every ``update_every`` iterations,
-# None = at the start of every epoch), zero the pruned weights), DPF Section 5 and Table 5.
+# None = at the start of every epoch, "epoch_end" = SFP's zeroing at the end of every epoch),
+# zero the pruned weights), DPF Section 5 and Table 5.
 GRADUAL_METHODS = {
     "dpf": (PruningRule("weight", "global"), "straight_through", "p", False),
-    "dpf_structured": (PruningRule("filter", "global"), "straight_through", "p", False),
+    "dpf_structured": (PruningRule("filter", "global", filter_norm="rms"), "straight_through", "p", False),
     "incremental": (PruningRule("weight", "global"), "masked", None, True),
-    "sfp": (PruningRule("filter", "layer"), "straight_through", None, True),
+    "sfp": (PruningRule("filter", "layer"), "straight_through", "epoch_end", True),
 }
 
 
@@ -241,6 +353,8 @@ def attach_gradual(
     """
     rule, route, period, zero = GRADUAL_METHODS[method]
     group = MaskGroup(model, targets, route=route)
+    if period == "epoch_end":  # SFP: ``update_every`` does not apply
+        return Attached(group, [SoftFilterPruning(group, rule, schedule)])
     callback = GradualPruning(
         group, rule, schedule, update_every=update_every if period == "p" else None, zero_pruned=zero
     )
@@ -253,12 +367,18 @@ _GRADUAL_DOCS = {
         "global magnitude mask every p iterations; the gradient at the pruned model "
         "updates every dense weight (feedback).",
     ),
-    "dpf_structured": ("DPF Section 5.2", "DPF with whole filters ranked by L2 norm under one global threshold."),
+    "dpf_structured": (
+        "DPF Section 5.2",
+        "DPF with whole filters ranked by L2 norm / sqrt(filter size) (RMS) under one global threshold.",
+    ),
     "incremental": (
         "Zhu & Gupta 2017 (DPF Table 2)",
         "gradual global magnitude pruning once per epoch; pruned weights are zeroed and frozen (no feedback).",
     ),
-    "sfp": ("He et al. 2018 (DPF Table 5)", "soft filter pruning: per-layer filter L2 every epoch."),
+    "sfp": (
+        "He et al. 2018 (DPF Table 5)",
+        "soft filter pruning: at every epoch end the smallest-L2 filters of each layer are zeroed, then train again.",
+    ),
 }
 _PROCEDURE_DOCS = {
     "dpf_ft": ("DPF Table 2", "DPF, then fine-tuning with its final mask fixed."),

@@ -22,11 +22,14 @@ pruned. A regrown weight starts at zero (with zero optimizer state), as in both 
 Layers. Both papers keep some layers out of the cycle: Mostafa & Wang do not reparameterize the
 first convolution and the last (fully-connected) layer, and in the ImageNet reference code
 (TimDettmers/sparse_learning, imagenet/dynamic-reparameterization/main.py) the first
-convolution and the ResNet-50 downsampling convolutions stay dense for both methods. Here the group holds
-*every* convolution weight (``rewire.pruning.conv_weight_targets``) and nothing else, exactly
-the layers DPF prunes, so the methods are compared at the same sparsity of the same tensors
-(DPF Section 5: "our competitors may ignore some layers (e.g. the first convolution and
-downsampling layers in DSR)"). The final linear layer, biases and batch norm stay dense.
+convolution and the ResNet-50 downsampling convolutions stay dense for both methods. Here, by
+default (``dense_first_conv=True`` of the registry's ``attach``), the group holds every convolution
+weight except the first (``rewire.sparse.groups.conv_weight_targets(model, dense_first=True)``):
+the first convolution stays dense, as in both papers, and the target sparsity is that of the
+remaining convolutions. The final linear layer, biases and batch norm stay dense. DPF itself
+prunes the first convolution too (DPF Section 5: "our competitors may ignore some layers (e.g.
+the first convolution and downsampling layers in DSR)"); ``dense_first_conv=False`` puts SM and
+DSR on exactly DPF's layers.
 
 Counting. The initial mask (:func:`initial_masks`) has exactly ``round(s N)`` pruned entries
 over the ``N`` entries of the group (the convention of :func:`rewire.pruning.pruned_count`),
@@ -50,7 +53,7 @@ import torch
 
 from rewire.methods.registry import Attached, Method, register
 from rewire.sparse import stats as mask_stats
-from rewire.sparse.groups import MaskGroup, check_sparsity, pruned_count
+from rewire.sparse.groups import MaskGroup, check_sparsity, conv_weight_targets, pruned_count
 from rewire.sparse.masks import topk_mask
 from rewire.train.schedules import cosine_factor
 from rewire.train.trainer import Callback
@@ -67,6 +70,7 @@ __all__ = [
     "DSR_UPDATE_EVERY",
     "DSR_WRN_UPDATE_SCHEDULE",
     "DSR_WRN_STOP_EPOCH",
+    "DSR_WRN_EPOCHS",
     "DSR_TARGET_PRUNED_FRACTION",
 ]
 
@@ -87,8 +91,13 @@ DSR_TOLERANCE = 0.1
 DSR_UPDATE_EVERY = 100
 DSR_WRN_UPDATE_SCHEDULE = ((0, 100), (25, 200), (80, 400), (140, 800))
 DSR_WRN_STOP_EPOCH = 190
-# Np as a share of the group: 20,000 of the 1,462,704 convolution weights of this repository's WRN-28-2.
-DSR_TARGET_PRUNED_FRACTION = 20_000 / 1_462_704
+# The length of the run the two lines above are given for (wrnet_experiments.yaml: 200 epochs). A run
+# of another length gets the epochs of the schedule and the stop epoch as the same fractions of its own
+# (``schedule_epochs`` of DynamicSparseReparameterization).
+DSR_WRN_EPOCHS = 200
+# Np as a share of the group: 20,000 of the 1,462,272 reparameterized convolution weights of this
+# repository's WRN-28-2 (1,462,704 convolution weights less the 432 of the dense first convolution).
+DSR_TARGET_PRUNED_FRACTION = 20_000 / 1_462_272
 
 
 # --------------------------------------------------------------------------- counting
@@ -532,14 +541,22 @@ class DynamicSparseReparameterization(_PruneRegrow):
     ``update_every`` is U, an int or a schedule ``((from_epoch, U), ...)``;
     ``target_pruned_fraction`` gives N_p = round(fraction * N) over the N entries of the group
     (a fixed count, as the paper's N_p is the same at every sparsity); ``tolerance`` is δ;
-    ``stop_epoch``: no reallocation from this epoch on (None: until the end).
+    ``stop_epoch``: no reallocation from this epoch on (None: until the end). ``schedule_epochs``:
+    the number of epochs the epochs of ``update_every`` and ``stop_epoch`` are given for; if set,
+    :meth:`on_fit_start` rescales them to the run's epochs (epoch e becomes e * epochs /
+    schedule_epochs; a 20-epoch run of the 200-epoch paper schedule reallocates every 100
+    iterations until epoch 2.5, ..., and stops at epoch 19). U itself, in iterations, is not
+    rescaled. Epochs are compared as fractions: an optimizer step taken at training time
+    t = (step - 1) / batches_per_epoch uses U of t and is the last reallocation before
+    ``stop_epoch`` if t < stop_epoch.
 
     Paper settings (WRN-28-2 / CIFAR-10, the authors' code): H(0) = 1e-3, δ = 0.1, N_p = 20,000
     (:data:`DSR_TARGET_PRUNED_FRACTION` of this repository's WRN-28-2 convolutions), U = 100
     growing to 200/400/800 at epochs 25/80/140 (:data:`DSR_WRN_UPDATE_SCHEDULE`), reallocation
-    stopped at epoch 190 of 200 (:data:`DSR_WRN_STOP_EPOCH`). Mostafa & Wang exclude the first
-    convolution and the final layer from reallocation; here every convolution of the group is
-    pruned and reallocated, for comparability with DPF (see the module docstring).
+    stopped at epoch 190 of 200 (:data:`DSR_WRN_STOP_EPOCH`, :data:`DSR_WRN_EPOCHS`). The class's
+    own defaults are U = 100 throughout; the registry's ``dsr`` attaches the paper schedule,
+    rescaled to the run. Mostafa & Wang exclude the first convolution and the final layer from
+    reallocation; so does the registry's ``attach`` by default (see the module docstring).
 
     The record of every epoch gets ``sparsity``, ``mask_updates``, ``mask_flips``, ``mask_iou``
     (as :class:`rewire.dpf.GradualPruning`), ``regrown`` (sum of K) and ``threshold`` (H at the end).
@@ -555,9 +572,16 @@ class DynamicSparseReparameterization(_PruneRegrow):
         tolerance: float = DSR_TOLERANCE,
         seed: int = 0,
         stop_epoch: float | None = None,
+        schedule_epochs: float | None = None,
     ) -> None:
         super().__init__(group, sparsity, seed)
         self.update_schedule = self._schedule(update_every)
+        if schedule_epochs is not None and (
+            isinstance(schedule_epochs, bool) or not isinstance(schedule_epochs, (int, float)) or schedule_epochs <= 0
+        ):
+            raise ValueError(f"schedule_epochs must be a positive number of epochs or None, got {schedule_epochs!r}")
+        self.schedule_epochs = schedule_epochs
+        self.epoch_scale = 1.0  # run epochs / schedule_epochs, set by on_fit_start
         if (
             isinstance(initial_threshold, bool)
             or not isinstance(initial_threshold, (int, float))
@@ -603,14 +627,25 @@ class DynamicSparseReparameterization(_PruneRegrow):
         return schedule
 
     def period_at(self, epoch: float) -> int:
-        """U in force during epoch ``epoch`` (0-based epochs completed)."""
-        return [period for start, period in self.update_schedule if epoch >= start][-1]
+        """U in force at training time ``epoch`` (epochs, fractional; schedule epochs rescaled by :attr:`epoch_scale`)."""
+        return [period for start, period in self.update_schedule if epoch >= start * self.epoch_scale][-1]
+
+    def stops_at(self) -> float | None:
+        """The (rescaled) epoch from which there is no reallocation; None: never stops."""
+        return None if self.stop_epoch is None else self.stop_epoch * self.epoch_scale
 
     # -------------------------------------------------------------- the update
+    def on_fit_start(self, trainer) -> None:
+        if self.schedule_epochs is not None:
+            self.epoch_scale = trainer.hparams.epochs / self.schedule_epochs
+        super().on_fit_start(trainer)
+
     def on_batch_end(self, trainer, loss) -> None:
-        if self.stop_epoch is not None and trainer.epoch >= self.stop_epoch:
+        time = (trainer.global_step - 1) / trainer.batches_per_epoch  # when the step just taken began (epochs)
+        stop = self.stops_at()
+        if stop is not None and time >= stop:
             return
-        if trainer.global_step % self.period_at(trainer.epoch) == 0:  # global_step: steps completed
+        if trainer.global_step % self.period_at(time) == 0:  # global_step: steps completed
             self.update(trainer.optimizer)
 
     def adapt_threshold(self, pruned: int) -> float:
@@ -673,6 +708,7 @@ class DynamicSparseReparameterization(_PruneRegrow):
             "target_pruned": self.target_pruned,
             "tolerance": self.tolerance,
             "stop_epoch": self.stop_epoch,
+            "schedule_epochs": self.schedule_epochs,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -684,12 +720,18 @@ class DynamicSparseReparameterization(_PruneRegrow):
         self.last_pruned = int(state["last_pruned"])
 
 
-def _attach(callback_class):
-    def attach(model, sparsity: float, *, seed: int = 0, targets=None, **kwargs):
+def _attach(callback_class, **paper_defaults):
+    def attach(model, sparsity: float, *, seed: int = 0, targets=None, dense_first_conv: bool = True, **kwargs):
+        if targets is None:
+            targets = conv_weight_targets(model, dense_first=dense_first_conv)
         group = MaskGroup(model, targets, route="masked")
-        return Attached(group, [callback_class(group, sparsity, seed=seed, **kwargs)])
+        return Attached(group, [callback_class(group, sparsity, seed=seed, **{**paper_defaults, **kwargs})])
 
-    attach.__doc__ = f"A masked MaskGroup over the convolution weights with a {callback_class.__name__} callback."
+    attach.__doc__ = (
+        f"A masked MaskGroup over the convolution weights (the first one left dense unless "
+        f"``dense_first_conv=False``, or over ``targets``) with a {callback_class.__name__} callback"
+        + (f" (defaults {paper_defaults}; keyword arguments override them)." if paper_defaults else ".")
+    )
     return attach
 
 
@@ -710,6 +752,11 @@ register(
         kind="group",
         paper="Mostafa & Wang 2019 (DPF Table 1)",
         summary="dynamic sparse reparameterization: global adaptive threshold, random regrowth.",
-        attach=_attach(DynamicSparseReparameterization),
+        attach=_attach(
+            DynamicSparseReparameterization,
+            update_every=DSR_WRN_UPDATE_SCHEDULE,
+            stop_epoch=DSR_WRN_STOP_EPOCH,
+            schedule_epochs=DSR_WRN_EPOCHS,
+        ),
     )
 )

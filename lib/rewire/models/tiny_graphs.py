@@ -35,6 +35,40 @@ github.com/allenai/dnw, its CIFAR-10 tiny-graph configuration):
 * **Readout** h_psi: the spatial mean of the output nodes' states, then
   Linear(100, 10).
 
+Variants (``GraphConfig.graph_variant``; ``"paper"`` is the default, and its outputs
+are unchanged by the option's introduction):
+
+* ``"paper"``: what the paper's text says. Eq. 1 and Section 2.4 (f_v at every
+  node, edges only from a block to a later block, u < v) for the static graph;
+  Eq. 11-13, "at each time step we send information through the edges using A then
+  apply a function at each node", with f_v = IN, ReLU, 3x3 conv (Section 3.1), for
+  the dynamic graphs: Z <- dwconv(ReLU(IN(A Z))); the readout is a spatial mean
+  (the paper does not describe it). The design decisions below describe it (masking
+  DNW to the usable entries and the non-in-place ODE state hold for both variants).
+* ``"authors_code"``: what the authors' code computes (github.com/allenai/dnw,
+  re-implemented from its description), i.e. the models behind the numbers of the
+  paper's Table 1:
+
+  - static: the node operation runs on all nodes of every block, the last block
+    included (no sink pruning), and the ``output_nodes`` outputs are raw sums (no
+    node operation): their inputs from the earlier blocks plus one more aggregation
+    from the states of the whole last block, themselves included (so 5 edge hops
+    with the default 5 blocks). ``allowed_edges()`` adds the entries
+    [outputs, last block] (264,960 usable entries by default, none of them sinks);
+  - dynamic (discrete and continuous): the state update is s <- IN(W dwconv(ReLU(s)))
+    (ReLU and convolution of every node, then the aggregation, then the affine
+    instance norm without ReLU); the output is the normalised state. The continuous
+    graph does *not* reproduce the reference's in-place ReLU on the solver's state;
+  - readout (all three graphs): the output maps are cropped to rows and columns
+    [h-1 : h+2] with h = H // 2 - 1 (``[2:5, 2:5]`` of an 8x8 map), then
+    ``AvgPool2d(2)`` (kernel 2, stride 2, no padding) leaves one window of the 3x3
+    crop: the mean of the 2x2 pixels ``[2:4, 2:4]`` (rows/columns H//2 - 2 and
+    H//2 - 1, just above-left of the centre; maps must be at least 4x4), then the
+    linear classifier.
+
+Both variants have the same parameters (the reference's per-block instance norms
+are per-node affine parameters here), so the parameter budget is the same.
+
 Design decisions (where the reference code and the paper differ; see the module
 docstrings of the classes for details):
 
@@ -72,6 +106,13 @@ Instance norm and ReLU are one autograd function working on that layout
 (``F.instance_norm`` would transpose to NCHW and back; ``group_norm`` on
 channels-last memory was measured and is slower).
 ``benchmarks/bench_static_graph.py`` measures a training step.
+
+Mixed precision: the graphs run under ``torch.autocast(device, dtype=torch.bfloat16)``
+(tested against float32): GEMMs and convolutions in bf16, instance-norm statistics
+and gradients in float32 inside the fused function, and the continuous graph's ODE
+state in float32 (the dynamics are evaluated in bf16 and cast back).
+``benchmarks/bench_dynamic_graph.py`` measures the dynamic graphs in fp32 and bf16.
+A sparse (CSR) aggregation was measured and not adopted (see that benchmark).
 """
 
 from __future__ import annotations
@@ -101,6 +142,8 @@ __all__ = [
 # torchdiffeq solvers that step on a fixed grid and need ``step_size`` (others are adaptive)
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+# where the paper's text and the authors' code differ (see the module docstring)
+GRAPH_VARIANTS = ("paper", "authors_code")
 
 
 @dataclass(frozen=True)
@@ -136,6 +179,9 @@ class GraphConfig:
     step_size: float | None = None
     # integrate the backward pass with the adjoint method (Section 2.3) instead of backprop through the solver
     adjoint: bool = False
+    # "paper": the reading of the paper's text (Eq. 1, 11-13); "authors_code": the computation of the
+    # authors' code, which produced Table 1 (module docstring, "Variants")
+    graph_variant: str = "paper"
 
     def __post_init__(self) -> None:
         problems = []
@@ -167,6 +213,8 @@ class GraphConfig:
             )
         elif self.solver in FIXED_STEP_SOLVERS and (self.step_size is None or not 0 < self.step_size <= 1):
             problems.append(f"the fixed-step solver {self.solver!r} needs step_size in (0, 1], got {self.step_size!r}")
+        if self.graph_variant not in GRAPH_VARIANTS:
+            problems.append(f"graph_variant must be one of {', '.join(GRAPH_VARIANTS)}, got {self.graph_variant!r}")
         if not (self.rtol > 0 and self.atol > 0):
             problems.append(f"rtol and atol must be positive, got {self.rtol!r}, {self.atol!r}")
         if problems:
@@ -209,32 +257,45 @@ class _InstanceNormReLU(torch.autograd.Function):
     the usual normalisation gradient, dx = rstd*w*(dz - mean(dz) - x_hat*mean(dz*x_hat))
     with dz the gradient masked by the ReLU. Fewer memory passes than
     ``F.instance_norm``, which would transpose to NCHW and back (about 7% of a static
-    graph's training step).
+    graph's training step). ``relu=False`` gives the plain affine instance norm (the
+    authors'-code dynamic graphs).
+
+    Mixed precision: statistics and gradients are computed in at least float32
+    (a bf16/fp16 input, e.g. a GEMM's output under ``torch.autocast``, is upcast), and
+    the output and the input gradient are returned in the input's dtype, so the
+    function runs unchanged inside and outside autocast on any device.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps):
+    def forward(ctx, x, weight, bias, eps, relu=True):
+        dtype = x.dtype
+        compute = torch.promote_types(dtype, torch.float32)
+        x, weight, bias = x.to(compute), weight.to(compute), bias.to(compute)
         n = x.shape[1]
         centred = x - x.mean(1, keepdim=True)
         rstd = ((centred * centred).sum(1, keepdim=True) / n + eps).rsqrt_()
         scale = rstd * weight
-        out = torch.addcmul(bias, centred, scale).relu_()
-        ctx.save_for_backward(centred, out, rstd, weight)
-        return out
+        out = torch.addcmul(bias, centred, scale)
+        if relu:
+            out = out.relu_()
+        ctx.save_for_backward(centred, out if relu else None, rstd, weight)
+        ctx.relu, ctx.dtype = relu, dtype
+        return out.to(dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         centred, out, rstd, weight = ctx.saved_tensors
         n = centred.shape[1]
-        dz = torch.ops.aten.threshold_backward(grad_out, out, 0)  # through the ReLU
+        grad_out = grad_out.to(centred.dtype)
+        dz = torch.ops.aten.threshold_backward(grad_out, out, 0) if ctx.relu else grad_out  # through the ReLU
         sum_dz = dz.sum(1, keepdim=True)
         sum_dz_xhat = (dz * centred).sum(1, keepdim=True) * rstd
         scale = rstd * weight
         a = -scale * rstd * sum_dz_xhat / n
         c = -scale * sum_dz / n
         grad_x = torch.addcmul(c, centred, a).addcmul_(dz, scale)
-        return grad_x, sum_dz_xhat.sum((0, 1)), sum_dz.sum((0, 1)), None
+        return grad_x.to(ctx.dtype), sum_dz_xhat.sum((0, 1)), sum_dz.sum((0, 1)), None, None
 
 
 class NodeOps(nn.Module):
@@ -248,15 +309,27 @@ class NodeOps(nn.Module):
     def forward(self, inputs: torch.Tensor, start: int, stop: int, spatial: tuple[int, int, int]) -> torch.Tensor:
         """Apply f_v for nodes ``start..stop-1`` to ``inputs`` of shape ``[B*H*W, stop-start]`` (channels last);
         ``spatial`` is ``(B, H, W)``. Returns the node states in the same layout."""
+        return self.depthwise(self.normalize(inputs, start, stop, spatial, relu=True), start, stop, spatial)
+
+    def normalize(
+        self, inputs: torch.Tensor, start: int, stop: int, spatial: tuple[int, int, int], relu: bool
+    ) -> torch.Tensor:
+        """InstanceNorm (affine) of nodes ``start..stop-1``, followed by a ReLU when ``relu``; same layout."""
         batch, height, width = spatial
-        count = stop - start
         x = _InstanceNormReLU.apply(
-            inputs.reshape(batch, height * width, count),
+            inputs.reshape(batch, height * width, stop - start),
             self.norm.weight[start:stop],
             self.norm.bias[start:stop],
             self.norm.eps,
+            relu,
         )
-        x = x.reshape(batch, height, width, count).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
+        return x.reshape(batch * height * width, stop - start)
+
+    def depthwise(self, inputs: torch.Tensor, start: int, stop: int, spatial: tuple[int, int, int]) -> torch.Tensor:
+        """The 3x3 single-channel convolutions of nodes ``start..stop-1``; same layout."""
+        batch, height, width = spatial
+        count = stop - start
+        x = inputs.reshape(batch, height, width, count).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
         x = F.conv2d(x, self.conv.weight[start:stop], padding=1, groups=count)
         return x.permute(0, 2, 3, 1).reshape(batch * height * width, count)
 
@@ -300,8 +373,23 @@ class NeuralGraph(nn.Module):
         return s.permute(0, 2, 3, 1).reshape(batch * height * width, channels), (batch, height, width)
 
     def _readout(self, outputs: torch.Tensor, spatial: tuple[int, int, int]) -> torch.Tensor:
+        """h_psi on the output nodes' maps ``[B*H*W, outputs]``.
+
+        ``paper``: the spatial mean over the whole H x W map. ``authors_code``: the
+        authors' crop ``[h-1 : h+2]`` (rows and columns, h = H // 2 - 1: ``[2:5, 2:5]`` of
+        an 8x8 map) followed by ``AvgPool2d(2)`` (stride 2, no padding), which on the
+        3x3 crop gives one window: the mean of rows and columns ``H//2 - 2`` and
+        ``H//2 - 1`` (pixels ``[2:4, 2:4]`` of 8x8), just above and left of the centre.
+        """
         batch, height, width = spatial
-        features = outputs.view(batch, height * width, -1).mean(1)
+        if self.config.graph_variant == "paper":
+            features = outputs.view(batch, height * width, -1).mean(1)
+        else:
+            if height < 4 or width < 4:
+                raise ValueError(f"the authors_code readout needs maps of at least 4x4, got {height}x{width}")
+            maps = outputs.view(batch, height, width, -1)
+            r, c = height // 2 - 2, width // 2 - 2
+            features = maps[:, r : r + 2, c : c + 2].mean((1, 2))
         return self.classifier(features)
 
     def extra_repr(self) -> str:
@@ -327,6 +415,9 @@ class StaticGraph(NeuralGraph):
       rows are computed.
 
     Only ``usable_entries`` (189,824 by default) of the N^2 entries are ever read.
+    With ``graph_variant="authors_code"`` every node of the last block is computed,
+    and the outputs are their raw inputs plus one more aggregation from the whole
+    last block (264,960 usable entries; module docstring, "Variants").
     """
 
     kind = "static"
@@ -347,24 +438,31 @@ class StaticGraph(NeuralGraph):
                 f"> block_sizes[-1]={c.block_sizes[-1]}"
             )
         self.block_starts = tuple(int(s) for s in np.cumsum((0,) + tuple(c.block_sizes)))
-        # receivers of block j (j >= 1): its nodes, in the last block only the output nodes
+        self.authors_code = c.graph_variant == "authors_code"
+        # receivers of block j (j >= 1): its nodes; in the paper variant only the output nodes of the last block
         self.receivers = tuple(
             (
-                self.block_starts[j] if j < len(c.block_sizes) - 1 else c.num_nodes - c.output_nodes,
+                self.block_starts[j]
+                if j < len(c.block_sizes) - 1 or self.authors_code
+                else c.num_nodes - c.output_nodes,
                 self.block_starts[j + 1],
             )
             for j in range(1, len(c.block_sizes))
         )
-        self.sink_nodes = range(self.block_starts[-2], c.num_nodes - c.output_nodes)
+        # authors_code: the last block's non-output nodes feed the outputs' extra aggregation, so none is a sink
+        sinks_stop = self.block_starts[-2] if self.authors_code else c.num_nodes - c.output_nodes
+        self.sink_nodes = range(self.block_starts[-2], sinks_stop)
 
     @property
     def usable_entries(self) -> int:
-        return sum((hi - lo) * self.block_starts[j] for j, (lo, hi) in enumerate(self.receivers, start=1))
+        return int(self.allowed_edges().sum())
 
     def allowed_edges(self) -> torch.Tensor:
         allowed = torch.zeros(self.num_nodes, self.num_nodes, dtype=torch.bool, device=self.classifier.weight.device)
         for j, (lo, hi) in enumerate(self.receivers, start=1):
             allowed[lo:hi, : self.block_starts[j]] = True
+        if self.authors_code:  # the outputs' extra aggregation from the whole last block, themselves included
+            allowed[self.output_nodes.start :, self.block_starts[-2] :] = True
         return allowed
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -379,7 +477,15 @@ class StaticGraph(NeuralGraph):
                 block = adjacency[lo:hi, self.block_starts[i] : self.block_starts[i + 1]].t()
                 inputs = emitters @ block if inputs is None else torch.addmm(inputs, emitters, block)
             states.append(self.nodes(inputs, lo, hi, spatial))
-        return self._readout(states[-1], spatial)
+        if not self.authors_code:
+            return self._readout(states[-1], spatial)
+        # authors_code: the outputs are raw sums, their inputs from blocks 0..L-2 plus one more aggregation
+        # from the states of the whole last block (themselves included), with no node operation
+        first_output = self.output_nodes.start
+        last = self.block_starts[-2]
+        block = adjacency[first_output:, last:].t()
+        outputs = torch.addmm(inputs[:, first_output - last :], states[-1], block)
+        return self._readout(outputs, spatial)
 
 
 # ------------------------------------------------------------------------------ dynamic
@@ -398,8 +504,17 @@ class _DynamicGraph(NeuralGraph):
         return torch.cat([stem, rest], dim=1), spatial
 
     def _step(self, state: torch.Tensor, adjacency: torch.Tensor, spatial) -> torch.Tensor:
-        """f(A Z): aggregate over the edges, then every node's operation (Eq. 12)."""
-        return self.nodes(state @ adjacency.t(), 0, self.num_nodes, spatial)
+        """One update of the state (channels last, ``[B*H*W, N]``).
+
+        ``paper``: f(A Z) = dwconv(ReLU(IN(A Z))), aggregate over the edges, then every
+        node's operation (Eq. 12). ``authors_code``: IN(A dwconv(ReLU(s))), every node's
+        ReLU and convolution, then the aggregation, then the (affine) instance norm.
+        """
+        n = self.num_nodes
+        if self.config.graph_variant == "paper":
+            return self.nodes(state @ adjacency.t(), 0, n, spatial)
+        emitted = self.nodes.depthwise(F.relu(state), 0, n, spatial)  # not in place: the state may be the solver's
+        return self.nodes.normalize(emitted @ adjacency.t(), 0, n, spatial, relu=False)
 
     def _outputs(self, state: torch.Tensor) -> torch.Tensor:
         return state[:, self.output_nodes.start : self.output_nodes.stop]
@@ -444,12 +559,14 @@ class ContinuousTimeGraph(_DynamicGraph):
         import torchdiffeq
 
         state, spatial = self._initial_state(images)
+        if state.dtype in (torch.float16, torch.bfloat16):
+            state = state.float()  # under autocast: integrate in float32, evaluate the dynamics in low precision
         adjacency = self.graph.weight  # chosen once; the dynamics close over the effective weight
         self.last_nfe = 0
 
         def dynamics(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
             self.last_nfe += 1
-            return self._step(z, adjacency, spatial)
+            return self._step(z, adjacency, spatial).to(z.dtype)
 
         c = self.config
         times = torch.tensor([0.0, self.integration_time], dtype=state.dtype, device=state.device)

@@ -2,7 +2,7 @@
 
 ``python -m rewire.pipeline.validate check`` is the first DVC stage (``validate_params``): every
 notebook stage's block at the active scale is checked against its notebook's parameters cell,
-and every value of the DPF grid against the method registry and (0, 1), so a bad value stops
+and every point of the DPF grid (``<scale>.dpf_sweeps.grid``: methods, sparsities, presets, recipes), so a bad value stops
 ``dvc repro`` before the first training and leaves no result behind.
 """
 
@@ -20,7 +20,6 @@ from rewire.pipeline.params import (
     check_values,
     load,
     notebook_parameters,
-    shared_values,
     stage_values,
 )
 
@@ -39,21 +38,15 @@ def notebook_stages(dvc_yaml: str | os.PathLike = "dvc.yaml") -> list[tuple[str,
     return found
 
 
-def check_grid(grid: dict[str, Any], where: str = "params.yaml dpf_grid") -> None:
-    """Every method of the DPF grid is registered and every sparsity lies in (0, 1)."""
-    from rewire.experiments.dpf_sweep import METHODS, STRUCTURED_METHODS
+def check_grid(values: dict[str, Any], where: str) -> list[str]:
+    """Expand the DPF block's ``grid`` (every method registered, every sparsity in (0, 1), every
+    preset known, every recipe valid); return the point names."""
+    from rewire.experiments.dpf_sweep import grid_points
 
-    problems = []
-    for key, known in (("methods", METHODS), ("structured_methods", STRUCTURED_METHODS)):
-        for method in grid.get(key, []):
-            if method not in known:
-                problems.append(f"{key}: unknown method {method!r} (known: {', '.join(known)})")
-    for key in ("sparsities", "structured_sparsities"):
-        for value in grid.get(key, []):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                problems.append(f"{key}: {value!r} is not a sparsity in (0, 1)")
-    if problems:
-        raise ParamsError(f"{where}: " + "; ".join(problems) + ". Fix params.yaml before `dvc repro`.")
+    try:
+        return [point.name for point in grid_points(values)]
+    except (TypeError, ValueError) as error:
+        raise ParamsError(f"{where}: {error}. Fix params.yaml before `dvc repro`.") from error
 
 
 def check_pipeline(
@@ -65,21 +58,11 @@ def check_pipeline(
     checked = {}
     for name, notebook, block in notebook_stages(dvc_yaml):
         _, values = stage_values(block, params_path, scale)
-        extra = {}
-        if name == "dpf_sweeps":
-            extra = shared_values(["dpf_grid"], params_path)
-        check_values({**extra, **values}, notebook_parameters(notebook), where=f"{params_path} '{scale}.{block}'")
+        check_values(values, notebook_parameters(notebook), where=f"{params_path} '{scale}.{block}'")
         checked[name] = sorted(values)
-    if "dpf_grid" in params:
-        check_grid(params["dpf_grid"])
-        from rewire.experiments.dpf_sweep import Recipe
-
+    if "dpf_sweeps" in params.get(scale, {}):
         _, values = stage_values("dpf_sweeps", params_path, scale)
-        try:
-            Recipe.from_params(values)
-        except (TypeError, ValueError) as error:
-            raise ParamsError(f"{params_path} '{scale}.dpf_sweeps': {error}") from error
-        checked["dpf_grid"] = params["dpf_grid"]
+        checked["dpf_grid"] = check_grid(values, f"{params_path} '{scale}.dpf_sweeps'")
     return {"scale": scale, "stages": checked}
 
 

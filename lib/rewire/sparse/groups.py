@@ -18,7 +18,9 @@ Ties are broken by position (:func:`rewire.masks.topk_mask`), so the count is ex
 Criteria
 --------
 * magnitude |w| (Han et al. 2015; DPF, Incremental, One-shot P+FT, lottery ticket);
-* filter L2 norm ||W_j||_2 per output channel (SFP, He et al. 2018; structured DPF, Section 5.2);
+* filter L2 norm ||W_j||_2 per output channel (SFP, He et al. 2018, Section 3.2), or its
+  size-normalised form ||W_j||_2 / sqrt(n_j), the root mean square of the filter's n_j weights
+  (``PruningRule(filter_norm="rms")``, structured DPF, Section 5.2: see :func:`filter_norm_scores`);
 * connection sensitivity |g ⊙ w| at initialisation (SNIP, Lee et al. 2019, Eq. 6: the
   normalisation by the sum does not change the ranking).
 """
@@ -36,6 +38,7 @@ from rewire.sparse.masks import AssignedMask, SparseWeight, resolve_tensor, spar
 __all__ = [
     "GRANULARITIES",
     "SCOPES",
+    "FILTER_NORMS",
     "PruningRule",
     "MaskGroup",
     "conv_weight_targets",
@@ -48,6 +51,7 @@ __all__ = [
 
 GRANULARITIES = ("weight", "filter")
 SCOPES = ("global", "layer")
+FILTER_NORMS = ("l2", "rms")
 
 
 def check_sparsity(sparsity: float, *, allow_one: bool = False) -> float:
@@ -76,9 +80,30 @@ def magnitude_scores(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [w.detach().abs() for w in weights]
 
 
-def filter_norm_scores(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The L2 norm of every output filter (dim 0) of each weight (SFP, He et al. 2018, Section 3.2)."""
-    return [w.detach().reshape(w.shape[0], -1).norm(dim=1) for w in weights]
+def filter_norm_scores(weights: Sequence[torch.Tensor], norm: str = "l2") -> list[torch.Tensor]:
+    """One score per output filter (dim 0) of each weight.
+
+    * ``norm="l2"``: the L2 norm ||W_j||_2 (SFP, He et al. 2018, Section 3.2; DPF Section 5.2,
+      "l2 norm based filter selection").
+    * ``norm="rms"``: ||W_j||_2 / sqrt(n_j), n_j the number of weights of the filter (in_channels x
+      kernel area): the root mean square weight. Under one global threshold the raw norm ranks filters
+      by their *size* as much as by their values (a 3-channel stem filter has 27 weights, a 3x3 filter
+      of a 64-channel layer 576; at a comparable per-weight scale its norm is sqrt(576/27) ~ 4.6x
+      larger), so the stem and the 1x1 shortcuts are pruned first by shape alone. The unofficial DPF
+      code divides the importance ||W_j||_2^2 (or ||W_j||_1) by the filter's length
+      (spec/reference-robust-binary-and-dpf.md, B4); ||W_j||_2^2 / n_j is the square of the RMS, so
+      ``"rms"`` ranks the filters exactly as its L2 importance does, while staying an L2 criterion
+      as the paper states (not the L1 alternative). Within one layer every n_j is equal, so a
+      per-layer rule ranks the same under both.
+    """
+    if norm not in FILTER_NORMS:
+        raise ValueError(f"filter norm must be one of {FILTER_NORMS}, got {norm!r}")
+    scores = []
+    for w in weights:
+        flat = w.detach().reshape(w.shape[0], -1)
+        score = flat.norm(dim=1)
+        scores.append(score / flat.shape[1] ** 0.5 if norm == "rms" else score)
+    return scores
 
 
 def snip_scores(
@@ -117,20 +142,31 @@ class PruningRule:
       structured DPF "prunes filters across layers", Table 5); ``"layer"``: every tensor
       pruned to the same sparsity (``torch.nn.utils.prune.l1_unstructured``; SFP "prunes filters
       within the layer by a given ratio", Table 5).
+    * ``filter_norm`` (filters only): ``"l2"`` ranks filters by ||W_j||_2, ``"rms"`` by
+      ||W_j||_2 / sqrt(n_j), so that one global threshold does not prune the filters with few
+      weights first (:func:`filter_norm_scores`). The default stays ``"l2"``; structured DPF
+      uses ``"rms"`` (``rewire.methods.dpf.GRADUAL_METHODS``).
     """
 
     granularity: str = "weight"
     scope: str = "global"
+    filter_norm: str = "l2"
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.filter_norm not in FILTER_NORMS:
+            raise ValueError(f"filter_norm must be one of {FILTER_NORMS}, got {self.filter_norm!r}")
+        if self.granularity == "weight" and self.filter_norm != "l2":
+            raise ValueError(f"filter_norm={self.filter_norm!r} applies to granularity='filter' only")
 
     def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The default criterion of this granularity: |w| per weight or the L2 norm per filter."""
-        return magnitude_scores(weights) if self.granularity == "weight" else filter_norm_scores(weights)
+        """The default criterion of this granularity: |w| per weight, or the ``filter_norm`` of each filter."""
+        if self.granularity == "weight":
+            return magnitude_scores(weights)
+        return filter_norm_scores(weights, self.filter_norm)
 
     def masks(
         self, weights: Sequence[torch.Tensor], sparsity: float, scores: Sequence[torch.Tensor] | None = None
@@ -164,12 +200,20 @@ def _keep_top(scores: Sequence[torch.Tensor], sparsity: float) -> list[torch.Ten
 # --------------------------------------------------------------------------- groups
 
 
-def conv_weight_targets(model: nn.Module) -> list[str]:
+def conv_weight_targets(model: nn.Module, *, dense_first: bool = False) -> list[str]:
     """The weights DPF prunes (Appendix A.1): every ``nn.Conv2d`` weight; linear layers, biases
-    and normalisation layers stay dense."""
+    and normalisation layers stay dense.
+
+    ``dense_first=True`` leaves out the first convolution (the first ``nn.Conv2d`` in module
+    registration order, the stem of every model here), which Sparse Momentum and DSR keep dense
+    (:mod:`rewire.methods.dynamic_sparse`)."""
     targets = [f"{name}.weight" for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    if dense_first:
+        targets = targets[1:]
     if not targets:
-        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer to prune")
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Conv2d layer to prune" + (" besides the first" if dense_first else "")
+        )
     return targets
 
 

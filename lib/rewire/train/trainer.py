@@ -76,6 +76,9 @@ class TrainingHparams:
     label_smoothing: float = 0.0
     checkpoint_every: int = 1
     precision: str = "fp32"
+    # Evaluate the test (and validation) set after every n-th epoch and after the last one; the
+    # records of the other epochs have no test_*/val_* columns. 1 = every epoch.
+    eval_every: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +102,8 @@ class TrainingHparams:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             problems.append(f"checkpoint_every must be a positive int, got {self.checkpoint_every!r}")
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 1:
+            problems.append(f"eval_every must be a positive int, got {self.eval_every!r}")
         if problems:
             raise ValueError("invalid training hyperparameters: " + "; ".join(problems))
 
@@ -230,6 +235,10 @@ class History:
 class Trainer:
     """Train ``model`` on ``train_loader`` and evaluate on ``eval_loader`` after every epoch.
 
+    ``validation_loader`` (optional) is evaluated after every epoch too, recorded as ``val_*``:
+    the held-out part of the training split that model and hyperparameter selection read
+    (never the test set, whose ``test_*`` columns are only reported).
+
     ``train_loader`` must yield ``(inputs, targets)`` already on the device and, for
     exact resume, provide ``state_dict``/``load_state_dict`` (``rewire.data.BatchLoader`` does).
     ``run_dir=None`` trains without writing anything.
@@ -245,6 +254,7 @@ class Trainer:
         train_loader,
         eval_loader,
         *,
+        validation_loader=None,
         run_dir: str | os.PathLike | None = None,
         callbacks: Sequence[Callback] = (),
         run_info: dict[str, Any] | None = None,
@@ -255,6 +265,7 @@ class Trainer:
         self.hparams = hparams
         self.train_loader = train_loader
         self.eval_loader = eval_loader
+        self.validation_loader = validation_loader
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.run_info = dict(run_info or {})
@@ -296,7 +307,7 @@ class Trainer:
         )
         for _ in epochs:
             record = self._train_one_epoch()
-            epochs.set_postfix(loss=f"{record['train_loss']:.3f}", top1=f"{record['test_top1']:.1f}")
+            epochs.set_postfix(loss=f"{record['train_loss']:.3f}", top1=f"{record.get('test_top1', float('nan')):.1f}")
         self.epochs_trained_in_last_fit = self.epoch - first_epoch
         return self.history
 
@@ -347,13 +358,15 @@ class Trainer:
         batches.close()
         train_seconds = time.perf_counter() - started
         self.epoch += 1
-        evaluation = evaluate(self.model, self.eval_loader, precision=self.hparams.precision)
+        due = self.epoch % self.hparams.eval_every == 0 or self.epoch == self.hparams.epochs
+        evaluation = evaluate(self.model, self.eval_loader, precision=self.hparams.precision) if due else {}
         record = {
             "epoch": self.epoch,
             "step": self.global_step,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": float(loss_sum) / seen,
             **{f"test_{k}": v for k, v in evaluation.items()},
+            **(self._validation() if due else {}),
             "train_seconds": train_seconds,
             "data_seconds": data_seconds,
             "images_per_second": seen / train_seconds,
@@ -366,6 +379,12 @@ class Trainer:
             if self.epoch % self.hparams.checkpoint_every == 0 or self.epoch == self.hparams.epochs:
                 self.save_checkpoint(self.run_dir / self.CHECKPOINT_FILE)
         return record
+
+    def _validation(self) -> dict[str, float]:
+        if self.validation_loader is None:
+            return {}
+        evaluation = evaluate(self.model, self.validation_loader, precision=self.hparams.precision)
+        return {f"val_{k}": v for k, v in evaluation.items()}
 
     def _set_lr(self, batch_index: int) -> None:
         lr = self.hparams.lr_at(self.epoch, batch_index, self.batches_per_epoch)
