@@ -14,6 +14,9 @@ recorded. Measured in the same run:
   float32);
 * for the continuous graph, cheaper fixed-step solvers (a config choice, fp32, speed
   only: their accuracy differs);
+* ``solver_error``: how far each fixed-step solver's logits lie from an accurate solution
+  (dopri5 at rtol = atol = 1e-6), relative L2 over a batch, same model and mask, fp32 and
+  the bf16 of the cpu scale's midpoint solver: "fewer solver evaluations where accuracy allows";
 * ``aggregation``: the aggregation product alone, ``[B*H*W, 800] @ W^T`` with the
   masked adjacency, dense fp32 vs a CSR sparse product (``torch.sparse``, with the
   transposes the channels-last layout needs) vs dense bf16; this is why there is no
@@ -51,6 +54,7 @@ CASES = (
     ("continuous_time/rk4_h0.5/fp32", ContinuousTimeGraph, {"solver": "rk4", "step_size": 0.5}, False),
     ("continuous_time/rk4_h0.5/bf16", ContinuousTimeGraph, {"solver": "rk4", "step_size": 0.5}, True),
     ("continuous_time/midpoint_h0.5/fp32", ContinuousTimeGraph, {"solver": "midpoint", "step_size": 0.5}, False),
+    ("continuous_time/midpoint_h0.5/bf16", ContinuousTimeGraph, {"solver": "midpoint", "step_size": 0.5}, True),
     ("continuous_time/midpoint_h0.25/fp32", ContinuousTimeGraph, {"solver": "midpoint", "step_size": 0.25}, False),
     ("continuous_time/euler_h0.5/fp32", ContinuousTimeGraph, {"solver": "euler", "step_size": 0.5}, False),
     ("continuous_time/euler_h0.25/fp32", ContinuousTimeGraph, {"solver": "euler", "step_size": 0.25}, False),
@@ -99,6 +103,32 @@ def measure(cls, changes: dict, low_precision: bool, config: GraphConfig, args, 
     if isinstance(model, ContinuousTimeGraph):
         result["function_evaluations"] = model.last_nfe
     return result
+
+
+SOLVERS = (("rk4", 0.5), ("midpoint", 0.5), ("midpoint", 0.25), ("euler", 0.5), ("euler", 0.25))
+
+
+@torch.no_grad()
+def solver_errors(config: GraphConfig, args, device) -> dict:
+    """Relative L2 distance of each fixed-step solver's logits from dopri5 at rtol = atol = 1e-6."""
+    torch.manual_seed(0)
+    reference_model = ContinuousTimeGraph(config.replace(solver="dopri5", step_size=None, rtol=1e-6, atol=1e-6))
+    reference_model = reference_model.to(device).eval()
+    apply_method(reference_model, "dnw", k=config.k, allowed=reference_model.allowed_edges(), targets=("graph.weight",))
+    state = reference_model.state_dict()
+    inputs = torch.randn(min(args.batch_size, 64), 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
+    reference = reference_model(inputs)
+    errors = {"reference": "dopri5, rtol = atol = 1e-6", "reference_function_evaluations": reference_model.last_nfe}
+    for solver, step in SOLVERS:
+        for low in (False, True) if (solver, step) == ("midpoint", 0.5) else (False,):
+            model = ContinuousTimeGraph(config.replace(solver=solver, step_size=step)).to(device).eval()
+            apply_method(model, "dnw", k=config.k, allowed=model.allowed_edges(), targets=("graph.weight",))
+            model.load_state_dict(state)
+            with torch.autocast(device.type, dtype=torch.bfloat16) if low else contextlib.nullcontext():
+                logits = model(inputs).float()
+            name = f"{solver}_h{step}/{'bf16' if low else 'fp32'}"
+            errors[name] = float((logits - reference).norm() / reference.norm())
+    return errors
 
 
 def best_ms(fn, repeats: int) -> float:
@@ -163,6 +193,7 @@ def main() -> None:
         cases[name] = measure(cls, changes, low, config, args, device)
         print(f"{name}: {cases[name]['images_per_second']:.1f} images/s", flush=True)
     aggregation = aggregation_products(config, args, device)
+    errors = solver_errors(config, args, device)
     load_after = os.getloadavg()
     for name, case in cases.items():
         baseline = cases["discrete_time/fp32" if name.startswith("discrete") else "continuous_time/rk4_h0.5/fp32"]
@@ -184,6 +215,7 @@ def main() -> None:
         },
         "cases": cases,
         "aggregation": aggregation,
+        "solver_error": errors,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},

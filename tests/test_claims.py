@@ -73,6 +73,9 @@ def test_the_markdown_table_shows_the_interval_and_the_verdict():
     frame = claims.claims_frame([claims.Claim("P", "a beats b", "a", {0: 2.0, 1: 3.0}, "b", {0: 1.0, 1: 1.0})])
     text = claims.claims_markdown(frame, title="T")
     assert "+1.50 [" in text and "**inconclusive at this scale**" in text  # two seeds: t_{0.975,1} = 12.7
+    equivalence = claims.claims_frame([claims.Claim("P", "same", "a", {0: 1.0, 1: 2.0}, "b", {0: 1.0, 1: 2.0}, kind="equivalent")])
+    row = claims.claims_markdown(equivalence, title="T").splitlines()[-1]
+    assert row.count(" | ") == 6 and "\\|a - b\\|" in row  # the test column keeps its pipes escaped
 
 
 def _runs(rows):
@@ -98,3 +101,22 @@ def test_dpf_claims_compare_the_right_methods_in_the_right_direction():
     assert found["Table 5:dpf_structured"]["verdict"] == "holds"
     assert found["Figure 10:overhead"]["difference"] == pytest.approx(1.0 - dpf_report.OVERHEAD_PCT)
     assert "Table 2:dpf" not in found  # no incremental / one-shot runs: no claim
+
+
+def test_dpf_claims_are_made_model_by_model_and_leave_figure_variants_aside():
+    rows = []
+    for seed in range(3):
+        for model, gap in (("resnet20", 5.0), ("wrn28_2", -5.0)):
+            rows += [
+                {"model": model, "method": "dpf", "target": 0.9, "seed": seed, "test_top1": 70.0 + gap + seed},
+                {"model": model, "method": "snip", "target": 0.9, "seed": seed, "test_top1": 70.0},
+            ]
+        # a Figure 9 variant of DPF (another period) must not enter the claims
+        rows.append(
+            {"model": "resnet20", "method": "dpf", "target": 0.9, "seed": seed, "test_top1": 0.0, "tag": "fig9-p4"}
+        )
+    found = {c.claim: claims.evaluate(c) for c in dpf_report.claims(_runs(rows))}
+    assert found["DPF beats SNIP at 0.9 [resnet20]"]["verdict"] == "holds"
+    assert found["DPF beats SNIP at 0.9 [resnet20]"]["difference"] == pytest.approx(6.0)  # 5 + mean seed 1
+    assert found["DPF beats SNIP at 0.9 [wrn28_2]"]["verdict"] == "reversed"
+    assert len(dpf_report.table_runs(_runs(rows))) == 12

@@ -8,6 +8,7 @@ paper's Tables 1, 2 and 5 with the paper's ResNet-20 numbers beside them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -216,12 +217,42 @@ def _by_seed(runs: pd.DataFrame, method: str, sparsity: float | None, column: st
     return {int(s): float(v) for s, v in zip(rows.seed, rows[column])}
 
 
+def table_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the tables and claims read: every grid entry except the figure-only variants (tags
+    ``fig*``, e.g. Figure 9's other periods), one row per (model, method, sparsity, seed)."""
+    if "tag" in runs:
+        runs = runs[~runs.tag.fillna("").str.startswith("fig")]
+    keys = [k for k in ("model", "method", "target", "seed") if k in runs]
+    return runs.drop_duplicates(keys).reset_index(drop=True)
+
+
 def claims(runs: pd.DataFrame, points: Sequence[dict[str, Any]] = ()) -> list[Claim]:
     """The DPF paper's qualitative claims that the runs in ``runs`` (:func:`per_seed`) can decide.
 
-    Each claim pairs the two methods by seed at every target sparsity both were run at.
-    ``points`` (the loaded ``run.json`` files) give Figure 4's mask-convergence curves.
+    Each claim pairs the two methods by seed at every target sparsity both were run at, model by
+    model (the model is named in the claim when there are several). ``points`` (the loaded
+    ``run.json`` files) give Figure 4's mask-convergence curves.
     """
+    runs = table_runs(runs)
+    models = list(dict.fromkeys(runs.model)) if "model" in runs else [None]
+    found: list[Claim] = []
+    for model in models:
+        mine = runs if model is None else runs[runs.model == model]
+        points_of = list(
+            {
+                (p["method"], p["sparsity"]): p
+                for p in points
+                if (model is None or p.get("model", model) == model) and not p.get("tag", "").startswith("fig")
+            }.values()
+        )
+        for claim in _model_claims(mine, points_of):
+            if len(models) > 1:
+                claim = dataclasses.replace(claim, claim=f"{claim.claim} [{model}]")
+            found.append(claim)
+    return found
+
+
+def _model_claims(runs: pd.DataFrame, points: Sequence[dict[str, Any]]) -> list[Claim]:
     found: list[Claim] = []
     unstructured = sorted(runs[~runs.structured & (runs.method != "dense")].target.unique())
     structured = sorted(runs[runs.structured].target.unique())

@@ -153,6 +153,11 @@ def claims_frame(claims: Sequence[Claim], confidence: float = CONFIDENCE):
     return pd.DataFrame([evaluate(c, confidence) for c in claims])
 
 
+def _cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell (a literal ``|`` would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def claims_markdown(frame, *, title: str, caption: str = "") -> str:
     """The claims table as Markdown: claim, a vs b, difference [95 % CI], test, seeds, verdict."""
     lines = [f"### {title}", ""]
@@ -166,7 +171,7 @@ def claims_markdown(frame, *, title: str, caption: str = "") -> str:
         diff = f"{row['difference']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
         claim = row["claim"] + (f" ({row['source']})" if row["source"] else "")
         lines.append(
-            f"| {claim} | {row['a']}: {row['a_mean']:.2f} | {row['b']}: {row['b_mean']:.2f} | {diff} {row['unit']} "
-            f"| {row['test']} | {row['seeds']} | **{row['verdict']}** |"
+            f"| {_cell(claim)} | {_cell(row['a'])}: {row['a_mean']:.2f} | {_cell(row['b'])}: {row['b_mean']:.2f} "
+            f"| {diff} {row['unit']} | {_cell(row['test'])} | {row['seeds']} | **{row['verdict']}** |"
         )
     return "\n".join(lines) + "\n"
