@@ -73,7 +73,9 @@ def test_the_markdown_table_shows_the_interval_and_the_verdict():
     frame = claims.claims_frame([claims.Claim("P", "a beats b", "a", {0: 2.0, 1: 3.0}, "b", {0: 1.0, 1: 1.0})])
     text = claims.claims_markdown(frame, title="T")
     assert "+1.50 [" in text and "**inconclusive at this scale**" in text  # two seeds: t_{0.975,1} = 12.7
-    equivalence = claims.claims_frame([claims.Claim("P", "same", "a", {0: 1.0, 1: 2.0}, "b", {0: 1.0, 1: 2.0}, kind="equivalent")])
+    equivalence = claims.claims_frame(
+        [claims.Claim("P", "same", "a", {0: 1.0, 1: 2.0}, "b", {0: 1.0, 1: 2.0}, kind="equivalent")]
+    )
     row = claims.claims_markdown(equivalence, title="T").splitlines()[-1]
     assert row.count(" | ") == 6 and "\\|a - b\\|" in row  # the test column keeps its pipes escaped
 
