@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from synthetic import separable_loaders
 
 from rewire import methods
-from rewire.data import BatchLoader
 from rewire.methods.dpf import GRADUAL_METHODS, SoftFilterPruning, SparsitySchedule
 from rewire.methods.dynamic_sparse import (
     DSR_WRN_EPOCHS,
@@ -53,17 +53,7 @@ class LeakyNet(nn.Module):
 
 
 def loaders():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(NUM_CLASSES).repeat_interleave(12)
-    images = (torch.randint(0, 200, (labels.numel(), 3, 8, 8), generator=g) + 12 * labels[:, None, None, None]).to(
-        torch.uint8
-    )
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    train = BatchLoader(
-        images, labels, 8, shuffle=True, augment=False, mean=mean, std=std, order_seed=1, drop_last=True
-    )
-    test = BatchLoader(images, labels, 16, shuffle=False, augment=False, mean=mean, std=std)
-    return train, test  # 6 steps per epoch
+    return separable_loaders(NUM_CLASSES)  # 6 steps per epoch
 
 
 def smallest_l2_filters(weight: torch.Tensor, count: int) -> set[int]:
