@@ -87,6 +87,26 @@ def test_the_validation_split_is_held_out_of_training_and_recorded(tmp_path):
     assert held and not held & kept
 
 
+def test_eval_every_skips_evaluations_but_never_the_last_epoch(tmp_path):
+    data = tiny_dataset()
+    train_part, validation = data.train_validation_split(0.2, seed=0)
+    recipe = Recipe(epochs=3, model="small_convnet", batch_size=8, validation_fraction=0.2, eval_every=2)
+    assert recipe.hparams().eval_every == 2 and recipe.hparams(epochs=1).eval_every == 2
+    ctx = dpf_sweep.make_context(
+        recipe, train_part, torch.device("cpu"), tmp_path, progress=False, validation=validation
+    )
+    records = dpf_sweep.run_phases(ctx, "dense", 0.0, 0)[0].records
+    evaluated = [r["epoch"] for r in records if "test_top1" in r]
+    validated = [r["epoch"] for r in records if "val_top1" in r]
+    assert [r["epoch"] for r in records] == [1, 2, 3] and evaluated == validated == [2, 3]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_eval_every_must_be_a_positive_whole_number(bad):
+    with pytest.raises(ValueError, match="eval_every"):
+        Recipe(epochs=2, eval_every=bad)
+
+
 def test_lr_selection_picks_the_best_validation_accuracy_and_never_reads_the_test_set(tmp_path, monkeypatch):
     recipe = Recipe(
         epochs=2, model="small_convnet", batch_size=8, validation_fraction=0.2, finetune_lrs=(0.3, 0.02, 0.001)
