@@ -141,3 +141,19 @@ def test_grid_point_names_match_the_report_reader():
 
     point = GridPoint("dpf", 0.9, Recipe(epochs=1), tag="t")
     assert dpf_report.point_dir("runs", "dpf", 0.9, "t") == point.directory("runs")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # runpy: the module is already imported
+def test_the_sweeps_runs_hash_the_driver_even_when_it_runs_as_a_script(tmp_path):
+    # `python -m rewire.experiments.dpf_sweep` (the DVC stage) runs the module as "__main__"; a code hash
+    # built from __name__ would leave the driver out, and a change of the driver would reuse old models
+    import runpy
+
+    from rewire.experiments import engine
+
+    # the module's code executed under a name that is not its import name, as `python -m` does (a name other
+    # than "__main__" itself, so that its command line does not start)
+    as_script = runpy.run_module("rewire.experiments.dpf_sweep", run_name="__mp_main__")
+    ctx = as_script["make_context"](Recipe(epochs=1), tiny_dataset(), torch.device("cpu"), tmp_path, progress=False)
+    assert "rewire.experiments.dpf_sweep" in engine.module_closure(ctx.code)
+    assert dpf_sweep.DRIVER_MODULE == dpf_sweep.__name__  # the literal names this very module

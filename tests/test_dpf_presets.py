@@ -186,7 +186,14 @@ def test_grid_covers_every_cifar_table_and_figure():
     assert 16 in periods and len(periods) > 2
     assert any("batch_size" in e["overrides"] for e in dpf_paper.grid_entries("Figure 9"))
     (fig13,) = dpf_paper.grid_entries("Figure 13")
-    assert "structured rewind" in fig13["missing"]
+    assert "dpf_structured_rewind" in fig13["methods"] and not fig13["missing"]
+    # Figure 8: one entry per WRN-28-2 sparsity, each retraining for the same MACs as its DPF run
+    fig8 = [e for e in dpf_paper.grid_entries("Figure 8") if e["methods"] == ("dpf_rewind",)]
+    ramp_end = dpf_presets.PRESETS["wideresnet_cifar"]["milestones"][1]
+    assert sorted(s for e in fig8 for s in e["sparsities"]) == sorted(dpf_paper._T4_SPARSITIES["wrn28_2"])
+    for entry in fig8:
+        (s,) = entry["sparsities"]
+        assert entry["overrides"]["rewind_epochs"] == dpf_paper.same_flops_epochs(200, s, ramp_end) > 200
 
 
 def test_same_flops_epochs():

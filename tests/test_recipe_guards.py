@@ -8,6 +8,7 @@ by hand, independently of the code under test, on tiny synthetic problems with s
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 
 import pytest
@@ -264,6 +265,21 @@ def test_dpf_rewind_retrains_dpfs_final_mask_from_the_initial_weights(tmp_path, 
     assert all(torch.equal(d, init[n]) for n, d in zip(dpf_start["names"], dpf_start["dense"]))
     assert_starts_from_init(recorder.starts["dpf_rewind"], init, recorder.final_masks["dpf"])
     assert phases[1].group.route == "masked"
+
+
+def test_structured_rewind_retrains_structured_dpfs_final_mask_from_init_for_rewind_epochs(tmp_path, monkeypatch):
+    recorder = PhaseRecorder()
+    monkeypatch.setattr(dpf_sweep, "_train", recorder)
+    recipe = dataclasses.replace(SWEEP_RECIPE, rewind_epochs=SWEEP_RECIPE.epochs + 3)
+    ctx = sweep_context(tmp_path, recipe)
+    init = {k: v.clone() for k, v in ctx.fresh_model(0).state_dict().items()}
+    phases = dpf_sweep.run_phases(ctx, "dpf_structured_rewind", 0.5, 0)
+    assert [p.name for p in phases] == ["dpf_structured", "dpf_structured_rewind"]
+    assert_starts_from_init(recorder.starts["dpf_structured_rewind"], init, recorder.final_masks["dpf_structured"])
+    # Figure 8's separate retraining budget: the rewind phase trains rewind_epochs, its DPF run the recipe's epochs
+    assert phases[0].hparams.epochs == SWEEP_RECIPE.epochs and phases[1].hparams.epochs == SWEEP_RECIPE.epochs + 3
+    # ... and that DPF run is the same run (same settings) as without a rewind budget, so it is trained once
+    assert ctx.base_config(0) == sweep_context(tmp_path).base_config(0)
 
 
 # ------------------------------------------------------------- 4. the recipe and the mask phase

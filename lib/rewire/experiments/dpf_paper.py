@@ -432,26 +432,24 @@ def _build_grid() -> list[dict[str, Any]]:
     )
     ramp_end = PRESETS["wideresnet_cifar"]["milestones"][1]
     epochs = PRESETS["wideresnet_cifar"]["epochs"]
-    budgets = {s: same_flops_epochs(epochs, s, ramp_end) for s in wrn2}
-    grid.append(
-        _entry(
-            "fig8-wrn28_2-rewind-same-flops",
-            "Figure 8",
-            "wrn28_2",
-            ("dpf_rewind",),
-            wrn2,
-            note=(
-                "Figure 8 retrains DPF's mask 'for the same amount of computation budget (i.e. flops)'; the paper "
-                "does not say how the budget is counted. Our choice (same_flops_epochs): MACs proportional to mask "
-                "density, DPF ramp to the second decay; retraining epochs per sparsity: "
-                + ", ".join(f"{s:g}: {e}" for s, e in budgets.items())
-            ),
-            missing=(
-                "a retraining epoch budget separate from the DPF run: dpf_rewind retrains for Recipe.epochs, the "
-                "same epochs as its DPF run, so an `epochs` override would lengthen both"
-            ),
+    for sparsity in wrn2:
+        budget = same_flops_epochs(epochs, sparsity, ramp_end)
+        grid.append(
+            _entry(
+                f"fig8-wrn28_2-rewind-same-flops-{sparsity:g}",
+                "Figure 8",
+                "wrn28_2",
+                ("dpf_rewind",),
+                (sparsity,),
+                {"rewind_epochs": budget},
+                note=(
+                    "Figure 8 retrains DPF's mask 'for the same amount of computation budget (i.e. flops)'; the "
+                    "paper does not say how the budget is counted. Our choice (same_flops_epochs): MACs "
+                    f"proportional to mask density, DPF ramp to the second decay: {budget} retraining epochs at "
+                    f"{sparsity:g}; the DPF run itself is the one of fig5-wrn28_2-lottery, found by its hash"
+                ),
+            )
         )
-    )
     for p in _FIG9_PERIODS:
         grid.append(
             _entry(
@@ -500,15 +498,12 @@ def _build_grid() -> list[dict[str, Any]]:
             "fig13-wrn28_2-structured-rewind",
             "Figure 13",
             "wrn28_2",
-            ("dense", "dpf_structured"),
+            ("dense", "dpf_structured", "dpf_structured_rewind"),
             _T5_SPARSITIES["wrn28_2"],
             note=(
-                "structured analogue of Figure 5 'by using the same epoch budget'; sparsities not stated; our "
+                "structured analogue of Figure 5 'by using the same epoch budget': dpf_structured_rewind retrains "
+                "the final dpf_structured filter mask from the initial weights; sparsities not stated; our "
                 "choice: the WRN-28-2 ratios of Table 5"
-            ),
-            missing=(
-                "a structured rewind method (retrain the final dpf_structured filter mask from the initial weights); "
-                "dpf_rewind only takes the unstructured DPF mask"
             ),
         )
     )

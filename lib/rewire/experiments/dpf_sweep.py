@@ -25,7 +25,9 @@ incremental_ft     incremental, then fine-tuning with its final mask (Table 2)
 dpf_ft             DPF, then fine-tuning with its final mask (Table 2, "DPF + FT")
 lottery            dense, prune, rewind to initialisation, retrain (Frankle & Carbin 2019);
                    ``lottery_rounds`` > 1 prunes iteratively, s_r = 1 - (1 - s)^(r/R)
-dpf_rewind         DPF's final mask with the initial weights, retrained (Figure 5: not a lottery ticket)
+dpf_rewind         DPF's final mask with the initial weights, retrained (Figure 5: not a lottery ticket;
+                   ``rewind_epochs`` sets a retraining budget of its own, Figure 8's "same computation")
+dpf_structured_rewind  structured DPF's final filter mask with the initial weights, retrained (Figure 13)
 sm                 Sparse Momentum (Dettmers & Zettlemoyer 2019), sparse from scratch
 dsr                Dynamic Sparse Reparameterization (Mostafa & Wang 2019), sparse from scratch
 sfp                Soft Filter Pruning (He et al. 2018): per-layer filter L2, every epoch
@@ -81,6 +83,10 @@ __all__ = [
 
 STAGE = "dpf_sweeps"
 RUN_FILE = "run.json"
+# This module's import name, for the run engine's code hash. Not ``__name__``: run as
+# ``python -m rewire.experiments.dpf_sweep`` (the DVC stage) that is "__main__", which names no
+# library module, so the driver's own code would drop out of every run's identity.
+DRIVER_MODULE = "rewire.experiments.dpf_sweep"
 
 METHODS = (
     "dense",
@@ -96,8 +102,10 @@ METHODS = (
     "dsr",
     "dpf_structured",
     "sfp",
+    "dpf_structured_rewind",
 )
-STRUCTURED_METHODS = ("dpf_structured", "sfp")
+STRUCTURED_METHODS = ("dpf_structured", "sfp", "dpf_structured_rewind")
+REWIND_SOURCES = {"dpf_rewind": "dpf", "dpf_structured_rewind": "dpf_structured"}  # rewind method -> its DPF run
 
 
 def known_methods() -> list[str]:
@@ -134,6 +142,9 @@ class Recipe:
     # Test and validation sets are evaluated every `eval_every` epochs and always after the last one
     # (a full 10,000-image evaluation of ResNet-20 costs about 4 s on 2 CPU cores).
     eval_every: int = 1
+    # Epochs of the rewind methods' retraining (Figures 5, 8, 13); 0 = the DPF run's `epochs` (Figure 5's
+    # "same epochs"). Figure 8's "same computation" sets it per sparsity (dpf_paper.same_flops_epochs).
+    rewind_epochs: int = 0
     # Held out of the training split (stratified, seeded) and evaluated every epoch as val_*:
     # what learning-rate selection reads. 0 = no validation split (and no selection).
     validation_fraction: float = 0.0
@@ -163,6 +174,10 @@ class Recipe:
             raise ValueError(f"lottery_rounds must be >= 1, got {self.lottery_rounds}")
         if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 1:
             raise ValueError(f"eval_every must be a whole number of epochs >= 1, got {self.eval_every!r}")
+        if isinstance(self.rewind_epochs, bool) or not isinstance(self.rewind_epochs, int) or self.rewind_epochs < 0:
+            raise ValueError(
+                f"rewind_epochs must be a whole number of epochs >= 0 (0 = the same as epochs), got {self.rewind_epochs!r}"
+            )
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction}")
         if (self.finetune_lrs or self.baseline_lrs) and self.validation_fraction == 0.0:
@@ -338,7 +353,7 @@ def make_context(
         checkpoint_root=Path(checkpoint_root),
         progress=progress,
         reuse_checkpoints=reuse_checkpoints,
-        code=(__name__,),
+        code=(DRIVER_MODULE,),
         recipe=recipe,
     )
 
@@ -356,7 +371,9 @@ class Context(RunContext):
         return self.build(self.model_spec(), seed)
 
     def base_config(self, seed: int) -> dict[str, Any]:
-        recipe = {k: v for k, v in self.recipe.as_dict().items() if k != "seeds"}
+        # seeds: one run per seed; rewind_epochs: only the rewind phase reads it (its hparams record it), so
+        # the DPF run behind Figures 5 and 8 is one run, found again by its hash
+        recipe = {k: v for k, v in self.recipe.as_dict().items() if k not in ("seeds", "rewind_epochs")}
         return {"recipe": recipe, "seed": seed, "source": self.data.source.get("kind", "unknown")}
 
 
@@ -548,22 +565,24 @@ def _pruned_weights(phase: Phase) -> list[torch.Tensor]:
     ]
 
 
-def _dpf_rewind(ctx: Context, sparsity: float, seed: int) -> list[Phase]:
-    """Figure 5: DPF's final mask applied to the initial weights, retrained with the mask fixed."""
-    dpf = _gradual(ctx, "dpf", sparsity, seed)
-    masks = [m.clone() for m in dpf.group.masks()]
+def _dpf_rewind(ctx: Context, method: str, sparsity: float, seed: int) -> list[Phase]:
+    """Figures 5, 8 and 13: the final mask of a DPF run (unstructured for ``dpf_rewind``, filters for
+    ``dpf_structured_rewind``) applied to the initial weights, retrained with the mask fixed for
+    ``rewind_epochs`` (0: as many epochs as the DPF run) at the recipe's learning-rate schedule."""
+    source = _gradual(ctx, REWIND_SOURCES[method], sparsity, seed)
+    masks = [m.clone() for m in source.group.masks()]
     init_state = {k: v.clone() for k, v in ctx.fresh_model(seed).state_dict().items()}
-    config = {**ctx.base_config(seed), "method": "dpf_rewind", "sparsity": sparsity}
+    config = {**ctx.base_config(seed), "method": method, "sparsity": sparsity}
     return [
-        dpf,
+        source,
         _fixed_mask(
             ctx,
-            "dpf_rewind",
+            method,
             seed,
             config,
             init_state,
             lambda g: masks,
-            epochs=ctx.recipe.epochs,
+            epochs=ctx.recipe.rewind_epochs or ctx.recipe.epochs,
             lr=ctx.recipe.lr,
             schedule="multistep",
         ),
@@ -601,8 +620,8 @@ def run_phases(
         return _snip(ctx, sparsity, seed, lrs.get("train"))
     if method == "lottery":
         return _lottery(ctx, sparsity, seed)
-    if method == "dpf_rewind":
-        return _dpf_rewind(ctx, sparsity, seed)
+    if method in REWIND_SOURCES:
+        return _dpf_rewind(ctx, method, sparsity, seed)
     if method in ("sm", "dsr"):
         return _dynamic_sparse(ctx, method, sparsity, seed)
     raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
