@@ -43,6 +43,7 @@ STAGES = {
         ("claims.md", "table1.md", "table2.md", "table5.md"),
         (
             "accuracy_vs_sparsity.png",
+            "accuracy_vs_cost.png",
             "mask_convergence.png",
             "training_dynamics.png",
             "lottery_check.png",
