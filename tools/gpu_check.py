@@ -457,10 +457,16 @@ def check_benchmarks(runner: Runner, have_data: bool) -> None:
 # ----------------------------------------------------------------------------- main
 
 
-def write_report(path: Path, report: dict) -> None:
+def write_report(path: Path, report: dict, work_dir: Path | None = None) -> None:
+    """Write ``report`` as JSON, atomically, with this machine's paths replaced (the repository by ``.``,
+    the work directory by ``<work-dir>``), so a committed report names no machine path."""
+    text = json.dumps(report, indent=2, default=str)
+    if work_dir is not None:
+        text = text.replace(str(work_dir), "<work-dir>")
+    text = text.replace(str(REPO) + "/", "").replace(str(REPO), ".")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -610,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update(
         status=status, summary=summary, interrupted=interrupted, total_seconds=round(time.monotonic() - began, 2)
     )
-    write_report(out, report)
+    write_report(out, report, work_dir)
     print(
         f"gpu check: {status.upper()} ({summary['pass']} passed, {summary['fail']} failed, {summary['timeout']} timed out, "
         f"{summary['skipped']} skipped) in {report['total_seconds']:.0f} s; report: {out}",
