@@ -28,6 +28,7 @@ from rewire.train.distributed import (
     shutdown,
     wrap_model,
 )
+from rewire.train.trainer import TrainingHparams
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPT = REPOSITORY / "tools" / "ddp_equivalence.py"
@@ -196,12 +197,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
-    """Launch tools/ddp_equivalence.py with torchrun on 2 CPU processes (gloo) once; its result file."""
+def launch_equivalence(out: Path, *arguments: str) -> str:
+    """Run tools/ddp_equivalence.py with torchrun on 2 CPU processes (gloo); its output."""
     if not (dist.is_available() and dist.is_gloo_available()):
         pytest.skip("torch.distributed with gloo is not available")
-    out = tmp_path_factory.mktemp("ddp")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
     if sys.platform.startswith("linux") and "GLOO_SOCKET_IFNAME" not in env and Path("/sys/class/net/lo").exists():
         env["GLOO_SOCKET_IFNAME"] = "lo"  # both ranks are on this machine: loopback avoids host-name lookups
@@ -220,6 +219,7 @@ def ddp_results(tmp_path_factory):
         str(out),
         "--backend",
         "gloo",  # CPU processes, also on a GPU machine
+        *arguments,
     ]
     process = subprocess.Popen(
         command,
@@ -237,6 +237,14 @@ def ddp_results(tmp_path_factory):
         output, _ = process.communicate()
         pytest.fail(f"torchrun did not finish in 180 s:\n{output[-4000:]}")
     assert process.returncode == 0, output[-4000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory):
+    """Launch tools/ddp_equivalence.py with torchrun on 2 CPU processes (gloo) once; its result file."""
+    out = tmp_path_factory.mktemp("ddp")
+    output = launch_equivalence(out)
     results = torch.load(out / "ddp_equivalence.pt", weights_only=True)
     results["output"] = output
     results["out"] = out
@@ -285,3 +293,101 @@ def test_only_rank_zero_writes_and_mismatches_are_caught(ddp_results):
     checkpoint = torch.load(out / "sync" / "checkpoint.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in checkpoint["model"])  # checkpoints load in one process
     assert [entry["type"] for entry in checkpoint["callbacks"]] == ["StopAtEpoch"]  # the internal callback is hidden
+
+
+# ---------------------------------------------------------------- through the run engine (fit_run)
+
+
+@pytest.fixture(scope="module")
+def engine_results(tmp_path_factory):
+    """Launch ``tools/ddp_equivalence.py --mode engine`` once: fit_run alone, then on 2 ranks, then again."""
+    out = tmp_path_factory.mktemp("ddp_engine")
+    output = launch_equivalence(out, "--mode", "engine")
+    results = torch.load(out / "ddp_engine.pt", weights_only=True)
+    results["output"] = output
+    return results
+
+
+def test_engine_on_two_ranks_reproduces_one_process(engine_results):
+    single, ddp = engine_results["single"], engine_results["ddp"]
+    assert engine_results["world_size"] == 2 and engine_results["backend"] == "gloo"
+    assert len(single["masks"]) == 6
+    difference = max_difference(ddp["weights"], single["weights"])
+    assert difference < WEIGHT_TOLERANCE, engine_results["output"]
+    assert all(torch.equal(ddp["masks"][name], mask) for name, mask in single["masks"].items())
+    torch.testing.assert_close(torch.tensor(ddp["train_loss"]), torch.tensor(single["train_loss"]), rtol=1e-5, atol=0)
+
+
+def test_engine_run_has_the_single_process_identity_and_one_record(engine_results):
+    name = engine_results["ddp_run_dir"]
+    assert name == engine_results["single_run_dir"]  # same settings hash and code hash: the world size is not in them
+    ranks = engine_results["ranks"]
+    assert len({rank["run_dir"] for rank in ranks}) == 1
+    assert [rank["writes"] for rank in ranks] == [1, 0]  # only rank 0 writes record.json
+    assert engine_results["record_files"] == [f"ddp/{name}/record.json", f"single/{name}/record.json"]
+    record = engine_results["record_on_disk"]
+    assert record["world_size"] == 2 and "world_size" not in engine_results["single_record"]
+    assert all(rank["record"] == record for rank in ranks)  # every rank returns rank 0's record
+    assert record["config"] == engine_results["single_record"]["config"]
+    assert [rank["trained_now"] for rank in ranks] == [[True, False], [True, False]]  # then skipped everywhere
+    assert all(rank["records_equal"] for rank in ranks)
+
+
+def tiny_engine_run(root: Path, batch_size: int = 10, **kwargs):
+    """fit_run of a small dense ConvNet on 30 synthetic images for one epoch."""
+    from synthetic import tiny_dataset
+
+    from rewire.experiments import engine
+
+    data = tiny_dataset()
+    torch.manual_seed(0)
+    model = engine.ModelSpec("small_convnet", num_classes=3, kwargs={"width": 4}).build()
+    norm = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    train = BatchLoader(
+        data.train_images,
+        data.train_labels,
+        batch_size,
+        shuffle=True,
+        augment=True,
+        order_seed=1,
+        drop_last=True,
+        **norm,
+    )
+    test = BatchLoader(data.test_images, data.test_labels, 12, shuffle=False, augment=False, **norm)
+    hparams = TrainingHparams(epochs=1, lr=0.05, weight_decay=0.0)
+    result = engine.fit_run(
+        "toy", {"method": "dense"}, model, hparams, train, test, root=root, progress=False, **kwargs
+    )
+    expected = engine.run_directory(
+        root,
+        "toy",
+        {"method": "dense", "hparams": hparams.as_dict()},
+        engine.code_fingerprint({"rewire.experiments.engine", *(type(m).__module__ for m in model.modules())}),
+    )
+    return result, expected
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_fit_run_refuses_an_indivisible_global_batch_before_any_work(tmp_path):
+    four_ranks = DistContext(0, 0, 4, "gloo", torch.device("cpu"))  # no process group: the check comes first
+    with pytest.raises(ValueError, match=r"global batch size 10 .* 4 equal shards.*\(e\.g\. 8 or 12\)"):
+        tiny_engine_run(tmp_path / "runs", distributed=four_ranks)
+    assert not (tmp_path / "runs").exists()
+    from synthetic import tiny_dataset
+
+    from rewire.experiments.engine import RunContext
+
+    with pytest.raises(ValueError, match=r"e\.g\. 8 or 12"):
+        RunContext(tiny_dataset(), torch.device("cpu"), batch_size=10, checkpoint_root=tmp_path, distributed=four_ranks)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_fit_run_without_distributed_is_unchanged(tmp_path):
+    plain, expected = tiny_engine_run(tmp_path / "plain")
+    assert plain.run_dir == expected  # <name>-<settings hash>-<code hash>, as before
+    assert "world_size" not in plain.record and plain.trained_now
+    one, expected_one = tiny_engine_run(tmp_path / "one", distributed=DistContext.single_process("cpu"))
+    assert one.run_dir.name == plain.run_dir.name == expected_one.name
+    assert one.record["world_size"] == 1
+    batchnorms = [type(m) for m in plain.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert batchnorms and set(batchnorms) == {nn.BatchNorm2d}  # the model is trained as given: no conversion, no DDP

@@ -25,11 +25,20 @@ loss, plus the files of the ``sync`` run directory, which rank wrote it, and whe
 ``assert_same_across_ranks`` caught a tensor that differs between ranks. It prints the largest weight
 difference of each run from the reference. ``tests/test_distributed.py`` launches this script and
 checks the numbers. Without torchrun the script trains the reference alone.
+
+``--mode engine`` checks the same equivalence through the run engine
+(:func:`rewire.experiments.engine.fit_run`, which experiment drivers call): rank 0 first trains the
+run alone (``distributed=None``, root ``DIR/single``), then every rank trains it with
+``distributed=init_from_env()`` (root ``DIR/ddp``, SyncBatchNorm) and calls ``fit_run`` once more,
+which must skip the finished run on every rank. Rank 0 writes ``DIR/ddp_engine.pt``: the final
+weights and masks of both runs, both run directory names, the ranks' calls that wrote ``record.json``,
+the record, and what each rank's ``RunResult`` said; it prints the largest differences.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from rewire.data import BatchLoader
+from rewire.experiments import engine
 from rewire.io import atomic_path
 from rewire.methods import apply_method
 from rewire.models.convnet import SmallConvNet
@@ -54,6 +64,7 @@ from rewire.train.distributed import (
 from rewire.train.trainer import Callback, TrainingHparams
 
 RESULT_FILE = "ddp_equivalence.pt"
+ENGINE_RESULT_FILE = "ddp_engine.pt"
 # Our choices: small enough to run in seconds on 2 CPU cores, large enough that a wrong batch split,
 # a missing gradient average or unsynchronised BatchNorm statistics change the weights visibly.
 EXAMPLES, CLASSES, IMAGE_SIZE = 64, 4, 8
@@ -137,7 +148,11 @@ def train(context: DistContext, *, sync_batchnorm: bool, run_dir: Path | None = 
 def snapshot(trainer) -> dict[str, Any]:
     """Final parameters, DNW masks chosen from the final weights, the k-th/(k+1)-th |w| gap of every
     sparse tensor (how far the masks are from a tie) and the per-epoch training loss, on the CPU."""
-    model = trainer.module
+    return model_snapshot(trainer.module, trainer.history.records)
+
+
+def model_snapshot(model: nn.Module, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`snapshot` of a trained model and its epoch records."""
     weights = {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
     chosen, margins = {}, {}
     for name, module, parametrization in masks.sparse_modules(model):
@@ -149,7 +164,7 @@ def snapshot(trainer) -> dict[str, Any]:
         "weights": weights,
         "masks": chosen,
         "mask_margins": margins,
-        "train_loss": [record["train_loss"] for record in trainer.history.records],
+        "train_loss": [record["train_loss"] for record in records],
     }
 
 
@@ -190,6 +205,99 @@ def run(out: Path, backend: str | None = None) -> dict[str, Any] | None:
     return results if context.is_main else None
 
 
+ENGINE_CONFIG = {  # what defines the run for the engine's settings hash (the world size does not)
+    "model": {"name": "SmallConvNet", "width": 4, "classes": CLASSES},
+    "method": "dnw",
+    "density": DENSITY,
+    "data": {"synthetic": True, "examples": EXAMPLES, "image_size": IMAGE_SIZE, "seed": SEED},
+    "batch_size": GLOBAL_BATCH,
+}
+
+
+def engine_fit(root: Path, distributed: DistContext | None):
+    """The run through :func:`rewire.experiments.engine.fit_run` (a fresh model, fresh loaders)."""
+    device = distributed.device if distributed is not None else torch.device("cpu")
+    train_loader, eval_loader = synthetic_loaders(device)
+    return engine.fit_run(
+        "ddp-equivalence",
+        ENGINE_CONFIG,
+        sparse_model().to(device),
+        HPARAMS,
+        train_loader,
+        eval_loader,
+        root=root,
+        progress=False,
+        distributed=distributed,
+        sync_batchnorm=True,
+    )
+
+
+def run_engine(out: Path, backend: str | None = None) -> dict[str, Any] | None:
+    """The engine check of ``--mode engine`` on this rank; rank 0 returns the results (other ranks ``None``)."""
+    context = init_from_env(backend)
+    record_writes = 0
+    write_json = engine.write_json
+
+    def counting_write_json(path, obj):  # counts this rank's writes of record.json
+        nonlocal record_writes
+        record_writes += Path(path).name == engine.RECORD_FILE
+        return write_json(path, obj)
+
+    engine.write_json = counting_write_json
+    results: dict[str, Any] = {"world_size": context.world_size, "backend": context.backend}
+    if context.is_main:
+        single = engine_fit(out / "single", None)
+        results["single"] = model_snapshot(single.model, single.records)
+        results["single_run_dir"] = single.run_dir.name
+        results["single_record"] = single.record
+    record_writes = 0
+    barrier(context)
+    first = engine_fit(out / "ddp", context)
+    writes_of_first_call = record_writes
+    again = engine_fit(out / "ddp", context)  # a finished run: every rank skips it
+    engine.write_json = write_json
+    mine = {
+        "writes": writes_of_first_call,
+        "run_dir": str(first.run_dir),
+        "trained_now": [first.trained_now, again.trained_now],
+        "record": first.record,
+        "records_equal": first.records == again.records,
+    }
+    every_rank: list[Any] = [None] * context.world_size
+    if context.distributed:
+        dist.all_gather_object(every_rank, mine)
+    else:
+        every_rank = [mine]
+    if context.is_main:
+        results["ddp"] = model_snapshot(first.model, first.records)
+        results["ddp_run_dir"] = first.run_dir.name
+        results["ranks"] = every_rank
+        results["record_on_disk"] = json.loads((first.run_dir / engine.RECORD_FILE).read_text(encoding="utf-8"))
+        results["record_files"] = sorted(str(p.relative_to(out)) for p in out.rglob(engine.RECORD_FILE))
+    barrier(context)
+    shutdown()
+    return results if context.is_main else None
+
+
+def engine_summary(results: dict[str, Any]) -> str:
+    """The engine check in a few lines: weight and mask differences, run directories, record writes."""
+    single, ddp = results["single"], results["ddp"]
+    mask_difference = max(
+        float((ddp["masks"][t].int() - single["masks"][t].int()).abs().max()) for t in single["masks"]
+    )
+    return "\n".join(
+        [
+            f"engine: world size {results['world_size']} ({results['backend']}) vs one process, SyncBatchNorm",
+            f"max |w - w_single| = {max_difference(ddp['weights'], single['weights']):.3e}, "
+            f"max |mask - mask_single| = {mask_difference:.0f}",
+            f"run directory: {results['ddp_run_dir']} (one process: {results['single_run_dir']})",
+            f"record.json writes per rank (first call): {[rank['writes'] for rank in results['ranks']]}, "
+            f"world_size in record: {results['record_on_disk'].get('world_size')}",
+            f"trained_now per rank (first call, second call): {[rank['trained_now'] for rank in results['ranks']]}",
+        ]
+    )
+
+
 def summary(results: dict[str, Any]) -> str:
     """One line per run: largest weight difference from the reference and whether the masks are identical."""
     reference = results["reference"]
@@ -216,12 +324,23 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="collective backend (default: nccl with CUDA, else gloo); gloo trains on the CPU",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("trainer", "engine"),
+        default="trainer",
+        help="trainer: DistributedTrainer runs (default); engine: the same through the run engine's fit_run",
+    )
     args = parser.parse_args(argv)
-    results = run(args.out, args.backend)
+    if args.mode == "engine":
+        results = run_engine(args.out, args.backend)
+        result_file, describe = ENGINE_RESULT_FILE, engine_summary
+    else:
+        results = run(args.out, args.backend)
+        result_file, describe = RESULT_FILE, summary
     if results is not None:
-        with atomic_path(args.out / RESULT_FILE) as tmp:
+        with atomic_path(args.out / result_file) as tmp:
             torch.save(results, tmp)
-        print(summary(results))
+        print(describe(results))
     return 0
 
 

@@ -29,6 +29,12 @@ loaded); an unfinished one resumes exactly (:class:`rewire.train.Trainer`); othe
 **Record.** ``record.json`` in the run directory names the run, its config, the model to rebuild,
 the code hash, the commit that trained it, the final metrics and the checkpoint file.
 :func:`load_run` rebuilds the model from it with its masks restored.
+
+**Several GPUs.** A driver launched by ``torchrun`` passes ``distributed=init_from_env()``
+(:mod:`rewire.train.distributed`) to :func:`fit_run` or :class:`RunContext`; with world size > 1 the
+run trains with :class:`~rewire.train.distributed.DistributedTrainer` (DDP, SyncBatchNorm, each global
+batch sharded over the ranks). The run is the same run as in one process -- same global batch, same
+directory, settings hash and code hash -- and its record adds ``world_size``; rank 0 writes it.
 """
 
 from __future__ import annotations
@@ -47,10 +53,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 from rewire.io import write_json
 from rewire.train import checkpoint as checkpoint_module
+from rewire.train.distributed import DistContext, DistributedTrainer, barrier, check_global_batch_size
 from rewire.train.runtime import Seeds, git_commit, seed_model_init
 from rewire.train.trainer import Callback, Trainer, TrainingHparams
 
@@ -285,18 +293,120 @@ def fit_run(
     description: str | None = None,
     run_info: dict[str, Any] | None = None,
     validation_loader=None,
+    distributed: DistContext | None = None,
+    sync_batchnorm: bool = True,
 ) -> RunResult:
     """Train, resume or skip the run ``name`` with settings ``config``; write and return its record.
 
     ``model`` must already carry its sparsity method (build the optimizer-free model, attach the
     method, then call this). ``code`` names extra modules whose code defines the run (the driver,
     e.g. ``rewire.experiments.dpf_sweep``). ``model_spec`` lets :func:`load_run` rebuild the model.
+
+    ``distributed`` (from :func:`rewire.train.distributed.init_from_env` under torchrun) with world
+    size > 1 trains on every rank with :class:`~rewire.train.distributed.DistributedTrainer`
+    (``sync_batchnorm`` as there); call it on every rank with the same arguments, ``train_loader``
+    being the *global* loader. The run directory and both hashes are those of a single-process run
+    of the same global batch (the world size does not enter them; the record notes it as
+    ``world_size``). Rank 0 writes the record; every rank returns the same :class:`RunResult`
+    fields, ``model`` being this rank's (unwrapped) model.
     """
+    parallel = distributed is not None and distributed.distributed
+    if parallel:  # before any work, the same refusal on every rank
+        check_global_batch_size(train_loader.batch_size, distributed.world_size)
     root = Path(root)
     config = {**config, "hparams": hparams.as_dict()}  # the training recipe is always part of a run's settings
     fingerprint = code_fingerprint(
         {__name__, *code, *_rewire_modules_of(model.modules()), *_rewire_modules_of(callbacks)}
     )
+    if parallel:
+        fingerprints: list[Any] = [None] * distributed.world_size
+        dist.all_gather_object(fingerprints, fingerprint)
+        if len(set(fingerprints)) > 1:
+            raise checkpoint_module.CheckpointError(
+                f"the ranks run different code (code hashes {fingerprints}, in rank order); every machine of a "
+                f"torchrun job needs the same checkout of the repository"
+            )
+    # Where the run lives (its directory, or a stale run to reuse) is decided on rank 0 alone and broadcast:
+    # the reuse choice globs the checkpoint root and compares modification times, which ranks on other
+    # machines may see at different moments (or while rank 0 still writes), and it may warn; one decision
+    # gives every rank the same directory and one warning. Whether that directory holds a checkpoint
+    # (train, resume or skip) is then read by every rank from the shared file system -- which a multi-node
+    # run needs anyway, since every rank loads rank 0's checkpoint on resume -- and DistributedTrainer.fit
+    # gathers every rank's view and stops, on every rank, if they differ (a directory that is not shared).
+    decision: list[Any] = [None]
+    if not parallel or distributed.is_main:
+        try:
+            decision[0] = _choose_run_dir(root, name, config, fingerprint, reuse_checkpoints)
+        except Exception as error:
+            if not parallel:
+                raise
+            decision[0] = error  # raised on every rank below, so no rank waits for the others forever
+    if parallel:
+        dist.broadcast_object_list(decision, src=0)
+        if isinstance(decision[0], Exception):
+            raise decision[0]
+    run_dir, reused_from = decision[0]
+    info = {"name": name, "code": fingerprint if reused_from is None else _stored_code(reused_from), **(run_info or {})}
+    arguments = dict(
+        validation_loader=validation_loader,
+        run_dir=run_dir,
+        callbacks=callbacks,
+        run_info=info,
+        progress=progress,
+        description=description or name,
+    )
+    if parallel:
+        trainer = DistributedTrainer(
+            model,
+            hparams,
+            train_loader,
+            eval_loader,
+            context=distributed,
+            sync_batchnorm=sync_batchnorm,
+            **arguments,
+        )
+    else:
+        trainer = Trainer(model, hparams, train_loader, eval_loader, **arguments)
+    history = trainer.fit(resume=True)  # DistributedTrainer.fit ends with a barrier
+    already = trainer.epochs_trained_in_last_fit == 0  # the same on every rank: all loaded the same checkpoint
+    record, records = None, list(history.records)
+    if not parallel or distributed.is_main:
+        record_path = run_dir / RECORD_FILE
+        previous = json.loads(record_path.read_text(encoding="utf-8")) if already and record_path.exists() else {}
+        record = {
+            "name": name,
+            "config": config,
+            "model": model_spec.as_dict() if model_spec is not None else None,
+            "code": info["code"],
+            "code_of_this_call": fingerprint,
+            "reused_across_code_change": reused_from is not None,
+            "commit": previous.get("commit") or git_commit(),
+            "hparams": hparams.as_dict(),
+            "final": {k: v for k, v in history.final.items() if isinstance(v, (int, float, str, bool))},
+            "epochs": len(history.records),
+            "checkpoint": portable_path(run_dir / Trainer.CHECKPOINT_FILE),
+        }
+        # How many processes trained it (a skipped run keeps the number that trained it); only runs given
+        # `distributed`, or skipped runs whose record has the entry, carry it.
+        world_size = distributed.world_size if distributed is not None else None
+        if already:
+            world_size = previous.get("world_size", world_size)
+        if world_size is not None:
+            record["world_size"] = world_size
+        write_json(record_path, record)
+    if parallel:
+        barrier(distributed)  # rank 0 has written record.json: no rank goes on (and reads it) before
+        shared = [record, records]  # rank 0's, so every rank returns the same record and epoch records
+        dist.broadcast_object_list(shared, src=0)
+        record, records = shared
+    trained_model = trainer.module if parallel else model
+    return RunResult(name, run_dir, trained_model, records, record, trained_now=not already)
+
+
+def _choose_run_dir(
+    root: Path, name: str, config: dict[str, Any], fingerprint: str, reuse_checkpoints: bool | None
+) -> tuple[Path, Path | None]:
+    """The directory of the run (``fit_run``'s identity rules) and the stale run it reuses, if any."""
     run_dir = run_directory(root, name, config, fingerprint)
     reused_from = None
     stored = _stored_code(run_dir) if run_dir.exists() else None
@@ -311,42 +421,11 @@ def fit_run(
             warnings.warn(
                 f"reusing {stale.name} (trained by other code, {_stored_code(stale)}) for {run_dir.name} "
                 f"because checkpoint reuse across code changes was requested",
-                stacklevel=2,
+                stacklevel=3,  # the caller of fit_run
             )
             reused_from = stale
             run_dir = stale
-    info = {"name": name, "code": fingerprint if reused_from is None else _stored_code(reused_from), **(run_info or {})}
-    trainer = Trainer(
-        model,
-        hparams,
-        train_loader,
-        eval_loader,
-        validation_loader=validation_loader,
-        run_dir=run_dir,
-        callbacks=callbacks,
-        run_info=info,
-        progress=progress,
-        description=description or name,
-    )
-    history = trainer.fit(resume=True)
-    already = trainer.epochs_trained_in_last_fit == 0
-    record_path = run_dir / RECORD_FILE
-    previous = json.loads(record_path.read_text(encoding="utf-8")) if already and record_path.exists() else {}
-    record = {
-        "name": name,
-        "config": config,
-        "model": model_spec.as_dict() if model_spec is not None else None,
-        "code": info["code"],
-        "code_of_this_call": fingerprint,
-        "reused_across_code_change": reused_from is not None,
-        "commit": previous.get("commit") or git_commit(),
-        "hparams": hparams.as_dict(),
-        "final": {k: v for k, v in history.final.items() if isinstance(v, (int, float, str, bool))},
-        "epochs": len(history.records),
-        "checkpoint": portable_path(run_dir / Trainer.CHECKPOINT_FILE),
-    }
-    write_json(record_path, record)
-    return RunResult(name, run_dir, model, list(history.records), record, trained_now=not already)
+    return run_dir, reused_from
 
 
 @dataclass
@@ -356,6 +435,8 @@ class RunContext:
     Replaces the seed -> model -> method -> loaders -> Trainer loop every notebook repeated.
     ``validation`` (optional) is a held-out part of the training split, evaluated after every
     epoch as ``val_*`` (the ``validation_part`` of ``ImageDataset.train_validation_split``).
+    ``distributed`` (``init_from_env()`` under torchrun; ``device`` then ``distributed.device``) trains
+    every run data-parallel (:func:`fit_run`); ``batch_size`` stays the global batch size.
     """
 
     data: Any
@@ -367,6 +448,12 @@ class RunContext:
     reuse_checkpoints: bool | None = None
     code: Sequence[str] = ()
     validation: Any = None
+    distributed: DistContext | None = None
+    sync_batchnorm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.distributed is not None and self.distributed.distributed:  # refuse before any work
+            check_global_batch_size(self.batch_size, self.distributed.world_size)
 
     def loaders(self, seed: int):
         """Training loader (shuffled, augmented, seeded by the run seed) and evaluation loader."""
@@ -463,6 +550,8 @@ class RunContext:
             description=name,
             run_info={"seed": seed, **(run_info or {})},
             validation_loader=self.validation_loader(),
+            distributed=self.distributed,
+            sync_batchnorm=self.sync_batchnorm,
         )
 
 

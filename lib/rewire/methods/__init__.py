@@ -8,13 +8,15 @@ module                      methods
                             ``dpf_ft``, ``incremental_ft``, ``dpf_rewind`` (DPF, Lin et al. 2020)
 ``methods/pruning.py``      ``snip``, ``oneshot_ft``, ``lottery`` (pruning baselines of DPF)
 ``methods/dynamic_sparse.py``  ``sm``, ``dsr`` (sparse-from-scratch baselines of DPF)
+``methods/targeted_dropout.py``  ``td``, ``td_regular`` (targeted dropout as DNW Table 2 / Appendix B run it)
+``methods/anneal.py``       ``l1_anneal`` (DNW Table 2's L1 + Anneal, from the paper's words)
 ==========================  =================================================================
 
 Add a method: write ``methods/<family>.py`` with its selector or callback and a
 ``register(Method(...))`` call, and import the module here.
 """
 
-from rewire.methods import dnw, dpf, dynamic_sparse, pruning  # noqa: F401  (each registers its methods)
+from rewire.methods import anneal, dnw, dpf, dynamic_sparse, pruning, targeted_dropout  # noqa: F401  (each registers its methods)
 from rewire.methods.dnw import apply_method
 from rewire.methods.registry import Attached, Method, get, names, register, table
 

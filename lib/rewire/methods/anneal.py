@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from rewire.methods.registry import Attached
+from rewire.methods.registry import Attached, Method, register
 from rewire.methods.targeted_dropout import sparsify_targets
 from rewire.sparse.masks import Selector, SparseWeight, TopKSelector, sparse_modules, topk_mask
 from rewire.sparse.schedules import cubic_sparsity
@@ -369,3 +369,15 @@ def attach_l1_anneal(
     apply_anneal(model, k=k, allowed=allowed, targets=targets)
     callbacks = [EdgeAnnealing(model, schedule, update_every=update_every), L1Penalty(model, l1)]
     return Attached(group=None, callbacks=callbacks)
+
+
+register(
+    Method(
+        "l1_anneal",
+        family="anneal",
+        kind="selector",
+        paper="DNW Section 3.3, Table 2 (L1 + Anneal; not in the authors' code, built from the paper's words)",
+        summary="From the complete graph, edges removed by magnitude on a cubic schedule until k remain, with an L1 term.",
+        attach=attach_l1_anneal,
+    )
+)

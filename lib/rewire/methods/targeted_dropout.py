@@ -65,6 +65,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from rewire.methods.registry import Method, register
 from rewire.sparse.masks import Selector, SparseWeight, TopKSelector, is_sparse, resolve_tensor, sparsify
 
 __all__ = ["TD_VARIANTS", "TargetedDropout", "check_rho", "row_budgets", "apply_targeted_dropout", "sparsify_targets"]
@@ -362,3 +363,33 @@ def apply_targeted_dropout(
         return TargetedDropout(target_k, target_allowed, rho=rho, variant=variant, seed=target_seed)
 
     return sparsify_targets(model, make_selector, "masked", k=k, allowed=allowed, seed=seed, targets=targets)
+
+
+def _attach_variant(variant: str) -> Callable[..., dict[str, SparseWeight]]:
+    def attach(model: nn.Module, **kwargs) -> dict[str, SparseWeight]:
+        return apply_targeted_dropout(model, variant=variant, **kwargs)
+
+    attach.__doc__ = f"``apply_targeted_dropout(model, variant={variant!r}, k=..., rho=..., allowed=..., targets=...)``"
+    return attach
+
+
+register(
+    Method(
+        "td",
+        family="targeted_dropout",
+        kind="selector",
+        paper="DNW Section 3.3, Table 2 (unconstrained targeted weight dropout)",
+        summary="Bottom-gamma |w| of each stage dropped with probability rho in training, all pruned at evaluation.",
+        attach=_attach_variant("unconstrained"),
+    )
+)
+register(
+    Method(
+        "td_regular",
+        family="targeted_dropout",
+        kind="selector",
+        paper="DNW Appendix B, Table 5 (Gomez et al. 2019's per-node targeted weight dropout)",
+        summary="Bottom-gamma |w| of each node's incoming edges dropped with probability rho, pruned at evaluation.",
+        attach=_attach_variant("regular"),
+    )
+)

@@ -1,9 +1,11 @@
 """Model definitions. Models are dense; sparsification methods are applied to them from outside.
 
 :func:`build_model` builds a model by name: the CIFAR models of DPF (Lin et al. 2020,
-Section 5 "Models" and Table 1): ResNet-20/32/56, WideResNet-28-2/4/8, VGG16-D, the
-quickstart's small CNN, and DNW Table 1's tiny neural graphs (``tiny_static``,
-``tiny_discrete_time``, ``tiny_continuous_time``). Every model's last module is an ``nn.Linear`` classifier.
+Section 5 "Models" and Table 1): ResNet-20/32/56, WideResNet-28-2/4/8, VGG16-D; the
+quickstart's small CNN; DNW Table 1's tiny neural graphs (``tiny_static``,
+``tiny_discrete_time``, ``tiny_continuous_time``); DNW Tables 2-3's MobileNetV1-DNW and the dense
+MobileNetV1 x d (``mobilenet_v1_dnw``, ``mobilenet_v1``); DPF Table 3's ImageNet ResNet-50 (``resnet50``).
+Every model's last module is an ``nn.Linear`` classifier.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from rewire.models.convnet import SmallConvNet
+from rewire.models.mobilenet_dnw import MobileNetV1, MobileNetV1DNW, mobilenet_v1, mobilenet_v1_dnw
 from rewire.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
+from rewire.models.resnet_imagenet import resnet50
 from rewire.models.tiny_graphs import GraphConfig, build_graph
 from rewire.models.vgg import VGG, VGG16_D, vgg16
 from rewire.models.wideresnet import WideResNet, wideresnet28, wrn28_2, wrn28_4, wrn28_8
@@ -24,6 +28,7 @@ __all__ = [
     "resnet20",
     "resnet32",
     "resnet56",
+    "resnet50",
     "WideResNet",
     "wideresnet28",
     "wrn28_2",
@@ -32,6 +37,10 @@ __all__ = [
     "VGG",
     "VGG16_D",
     "vgg16",
+    "MobileNetV1DNW",
+    "MobileNetV1",
+    "mobilenet_v1_dnw",
+    "mobilenet_v1",
     "MODELS",
     "known_models",
     "build_model",
@@ -46,6 +55,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "wrn28_4": wrn28_4,
     "wrn28_8": wrn28_8,
     "vgg16": vgg16,
+    # DNW Section 2.4 / Tables 2-3: MobileNetV1-DNW (one neural graph per resolution) and the dense MobileNetV1 x d
+    "mobilenet_v1_dnw": mobilenet_v1_dnw,
+    "mobilenet_v1": mobilenet_v1,
+    # DPF Table 3 / Figure 10: ImageNet ResNet-50 (torchvision's, random initialisation)
+    "resnet50": resnet50,
 }
 
 

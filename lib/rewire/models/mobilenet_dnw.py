@@ -62,6 +62,7 @@ __all__ = [
     "MobileNetV1",
     "mobilenet_v1_dnw",
     "mobilenet_v1",
+    "scaled_stages",
     "stage_edge_budget",
     "classifier_edge_budget",
     "edge_budgets",
@@ -295,10 +296,30 @@ class MobileNetV1DNW(nn.Module):
         return self.classifier(features)
 
 
-def mobilenet_v1_dnw(num_classes: int = 10, stem_stride: int = 1, small: bool = False) -> MobileNetV1DNW:
+def scaled_stages(node_width: float) -> tuple[StageSpec, ...]:
+    """:data:`STAGES` with every node count multiplied by ``node_width`` (rounded down, at least one node).
+
+    ``node_width=1`` is the paper's model (nodes at the x1 widths). A smaller value is this repository's
+    reduction for a laptop CPU (the cpu scale of Table 2): fewer nodes per stage, while
+    :func:`stage_edge_budget` keeps each stage's edge budget the same fraction d^2 of its (smaller)
+    MobileNetV1 edge count, so k / edges is unchanged; the matching dense baseline is MobileNetV1 x
+    (d_dense * node_width).
+    """
+    if isinstance(node_width, bool) or not isinstance(node_width, (int, float)) or not 0 < node_width <= 1:
+        raise ValueError(f"node_width must be in (0, 1] (1 = the paper's node counts), got {node_width!r}")
+    return tuple(
+        StageSpec(max(1, int(s.inputs * node_width)), max(1, int(s.outputs * node_width)), s.stride, s.blocks)
+        for s in STAGES
+    )
+
+
+def mobilenet_v1_dnw(
+    num_classes: int = 10, stem_stride: int = 1, small: bool = False, node_width: float = 1.0
+) -> MobileNetV1DNW:
     """MobileNetV1-DNW (Section 2.4) with the paper's stages; the defaults are the CIFAR-10 model of Table 2
-    (stem stride 1 on 32-px input). For ImageNet (Table 3): ``mobilenet_v1_dnw(1000, stem_stride=2)``."""
-    return MobileNetV1DNW(num_classes, stem_stride=stem_stride, small=small)
+    (stem stride 1 on 32-px input). For ImageNet (Table 3): ``mobilenet_v1_dnw(1000, stem_stride=2)``.
+    ``node_width`` < 1 scales the node counts (:func:`scaled_stages`; the cpu scale's reduction)."""
+    return MobileNetV1DNW(num_classes, stem_stride=stem_stride, small=small, stages=scaled_stages(node_width))
 
 
 # ------------------------------------------------------------------------------------------- edge budgets
