@@ -38,6 +38,11 @@ STAGES = {
         ("learning_curves.png",),
     ),
     "tiny_graphs": ("DNW Table 1: tiny neural graphs, RG vs DNW", ("claims.md", "table1.md"), ("accuracy.png",)),
+    "mobilenet_dnw": (
+        "DNW Table 2: MobileNetV1-DNW and other ways to find its edges",
+        ("claims.md", "table2.md", "table5.md", "table3_counts.md", "compact_timing.md"),
+        ("table2.png", "wiring.png"),
+    ),
     "dpf_sweeps": (
         "DPF on CIFAR-10: methods x sparsity",
         ("claims.md", "table1.md", "table2.md", "table5.md"),
@@ -86,7 +91,7 @@ def stage_section(stage: str, stage_dir: Path, figures_dir: Path, relative_to: P
 
 
 # the stages whose claims.csv (rewire.pipeline.claims) feeds the overview at the top of the results
-CLAIM_STAGES = ("tiny_graphs", "dpf_sweeps")
+CLAIM_STAGES = ("tiny_graphs", "mobilenet_dnw", "dpf_sweeps")
 
 
 def claims_overview(results_dir: Path) -> str | None:
