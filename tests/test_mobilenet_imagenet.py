@@ -298,3 +298,53 @@ def test_subset_index_is_class_balanced_and_deterministic(folder, capsys):
         mobilenet_imagenet.subset_index(index, max_train_images=0)
     code = dpf_imagenet.main(["--data", str(folder), "--method", "snip", "--sparsity", "0.8"])
     assert code == 2 and "unknown method 'snip'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ several processes
+
+
+def test_the_table3_cli_trains_one_row_on_two_processes(folder, tmp_path):
+    """torchrun + gloo, 2 CPU processes: each decodes its half of every global batch (DistributedSampler), the
+    engine trains data-parallel, rank 0 alone writes the run (world_size 2) and the summary."""
+    import os
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("torch.distributed with gloo is not available")
+    from test_distributed import free_port
+
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TQDM_DISABLE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONWARNINGS": "ignore",
+    }
+    if "GLOO_SOCKET_IFNAME" not in env and os.path.exists("/sys/class/net/lo"):
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    summary = tmp_path / "summary.json"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()), "-m", "rewire.experiments.mobilenet_imagenet", "--data", str(folder),
+        "--row", "dnw_x225", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--crop-size", "32",
+        "--resize-size", "36", "--checkpoints", str(tmp_path / "ck"), "--out", str(summary),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "ck").iterdir()
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["world_size"] == 2 and record["epochs"] == 1
+    assert json.loads(summary.read_text())["row"] == "dnw_x225"
+
+
+def test_a_global_batch_the_processes_cannot_split_is_refused_before_any_work(folder):
+    from rewire.train.distributed import DistContext
+
+    two = DistContext(0, 0, 2, "gloo", torch.device("cpu"))
+    with pytest.raises(ValueError, match="cannot be split into 2 equal shards"):
+        mobilenet_imagenet.make_loaders(
+            mobilenet_imagenet.scan_image_folder(folder), 5, seed=0, device=torch.device("cpu"), distributed=two
+        )

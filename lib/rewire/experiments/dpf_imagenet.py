@@ -46,6 +46,7 @@ from rewire.methods.dpf import SparsitySchedule
 from rewire.models.resnet_imagenet import resnet50
 from rewire.sparse.groups import check_sparsity, conv_weight_targets
 from rewire.sparse.masks import sparse_modules
+from rewire.train.distributed import DistContext, init_from_env, shutdown
 from rewire.train.runtime import Seeds, pick_device, seed_model_init
 from rewire.train.trainer import TrainingHparams
 
@@ -265,6 +266,7 @@ def train_point(
     precision: str = "fp32",
     eval_every: int = 1,
     reuse_checkpoints: bool | None = None,
+    distributed: DistContext | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or find) ResNet-50 with ``method`` at target ``sparsity`` on the folder ``image_root``.
 
@@ -275,6 +277,8 @@ def train_point(
     + CenterCrop(224) for validation (:mod:`rewire.data.imagefolder`; Goyal et al.'s augmentation, without the
     colour/lighting augmentation of He et al. 2016a). Returns a summary: final metrics, reached sparsity,
     remaining parameters and the paper's row. Every argument and the folder layout are checked before any work.
+    ``distributed``: the torchrun job this process belongs to (the paper trained on several GPUs); each rank
+    decodes its part of every global batch of 1,024 and rank 0 writes the run directory.
     """
     sparsity = _check_method(method, sparsity)
     recipe = hparams(epochs, precision=precision, eval_every=eval_every)
@@ -284,7 +288,8 @@ def train_point(
     index = scan_image_folder(image_root, classes)
     if max_train_images is not None or max_val_images is not None:
         index = subset_index(index, max_train_images, max_val_images)
-    device = pick_device(None if device is None else str(device))
+    parallel = distributed if distributed is not None and distributed.distributed else None
+    device = parallel.device if parallel is not None else pick_device(None if device is None else str(device))
     train, val = make_loaders(
         index,
         batch_size,
@@ -293,6 +298,7 @@ def train_point(
         num_workers=num_workers,
         crop_size=crop_size,
         resize_size=resize_size,
+        distributed=parallel,
     )
     model = build_model(index.num_classes, seed=seed, device=device)
     callbacks: list = []
@@ -328,6 +334,7 @@ def train_point(
         progress=progress,
         description=f"ResNet-50 {method} {sparsity}",
         run_info={"seed": seed, "method": method},
+        distributed=parallel,
     )
     final = result.final
     total = sum(p.numel() for p in result.model.parameters())
@@ -375,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the summary JSON here")
     args = parser.parse_args(argv)
     try:
+        context = init_from_env()  # under torchrun: this process's rank; otherwise one process
         summary = train_point(
             args.method,
             args.sparsity,
@@ -392,10 +400,15 @@ def main(argv: list[str] | None = None) -> int:
             resize_size=args.resize_size,
             precision=args.precision,
             eval_every=args.eval_every,
+            distributed=context,
         )
     except (ValueError, TypeError, RuntimeError, ImageFolderLayoutError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
+        shutdown()
         return 2
+    shutdown()
+    if not context.is_main:
+        return 0
     summary.pop("result")
     text = json.dumps(summary, indent=2)
     print(text)

@@ -54,6 +54,7 @@ from rewire.experiments.engine import ModelSpec, RunResult, fit_run
 from rewire.methods.dnw import apply_method
 from rewire.models.mobilenet_dnw import MobileNetV1, MobileNetV1DNW, edge_budgets, mobilenet_v1, mobilenet_v1_dnw
 from rewire.sparse.graph_profile import DenseCost, GraphProfile, mobilenet_v1_cost, profile_graph
+from rewire.train.distributed import DistContext, check_global_batch_size, init_from_env, shutdown
 from rewire.train.runtime import Seeds, pick_device, seed_model_init
 from rewire.train.trainer import TrainingHparams
 
@@ -413,10 +414,19 @@ def make_loaders(
     resize_size: int = DNW_IMAGENET_RESIZE,
     eval_batch_size: int | None = None,
     progress: bool | None = False,
+    distributed: DistContext | None = None,
 ) -> tuple[ImageFolderLoader, ImageFolderLoader]:
     """Training and validation loaders of ``index`` (RandomResizedCrop + flip / Resize + CenterCrop), ordered and
-    augmented from the run seed's streams (:class:`rewire.train.runtime.Seeds`)."""
+    augmented from the run seed's streams (:class:`rewire.train.runtime.Seeds`).
+
+    ``distributed`` (a torchrun job of W processes): ``batch_size`` stays the global batch and each rank's
+    training loader decodes only its own part of every epoch (``DistributedSampler``, ``batch_size / W`` images
+    per step), so the decoding work is split, not repeated; every rank evaluates the whole validation split."""
     seeds = Seeds.from_run_seed(seed)
+    shard = {}
+    if distributed is not None and distributed.distributed:
+        check_global_batch_size(batch_size, distributed.world_size)
+        shard = {"rank": distributed.rank, "world_size": distributed.world_size}
     options = dict(
         num_workers=num_workers,
         crop_size=crop_size,
@@ -430,6 +440,7 @@ def make_loaders(
         batch_size,
         order_seed=seeds.data_order,
         augmentation_seed=seeds.augmentation,
+        **shard,
         **options,
     )
     val = ImageFolderLoader(index, "val", eval_batch_size or batch_size, **options)
@@ -491,6 +502,7 @@ def train_table3_row(
     precision: str = "fp32",
     eval_every: int = 1,
     reuse_checkpoints: bool | None = None,
+    distributed: DistContext | None = None,
 ) -> Table3Result:
     """Train (or resume, or find) one row of DNW Table 3 on the ImageNet-style folder ``image_root``.
 
@@ -499,6 +511,8 @@ def train_table3_row(
     :data:`TABLE3_BATCH_SIZE` (``epochs`` / ``batch_size`` override them; the learning rate stays 0.1) through
     :func:`rewire.experiments.engine.fit_run` under ``checkpoint_root``. Returns the run and the trained
     model's Table 3 count at 224 px (:func:`profile_trained`: dead nodes skipped, as the paper counts).
+    ``distributed``: the torchrun job this process belongs to (:func:`rewire.train.distributed.init_from_env`);
+    the run trains data-parallel on every rank, its device is the rank's, rank 0 writes the run directory.
 
     Every check runs before any work: an unknown or quoted row or an impossible ``width`` raises ``ValueError``,
     a missing or malformed folder :class:`ImageFolderLayoutError` showing the expected layout.
@@ -511,7 +525,8 @@ def train_table3_row(
     check_row(row, width, num_classes)  # a Small classifier's budget depends on the class count
     batch_size = TABLE3_BATCH_SIZE if batch_size is None else batch_size
     hparams = table3_hparams(epochs, precision=precision, eval_every=eval_every)
-    device = pick_device(None if device is None else str(device))
+    parallel = distributed if distributed is not None and distributed.distributed else None
+    device = parallel.device if parallel is not None else pick_device(None if device is None else str(device))
     train, val = make_loaders(
         index,
         batch_size,
@@ -521,6 +536,7 @@ def train_table3_row(
         crop_size=crop_size,
         resize_size=resize_size,
         progress=False,
+        distributed=parallel,
     )
     d = row.width if width is None else width
     model = build_row_model(row, num_classes, width=width, seed=seed, device=device)
@@ -552,6 +568,7 @@ def train_table3_row(
         progress=progress,
         description=f"{row.name} seed {seed}",
         run_info={"seed": seed, "row": row.key},
+        distributed=parallel,
     )
     return Table3Result(row, result, profile_trained(row, result.model, TABLE3_IMAGE_SIZE, width))
 
@@ -601,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.row or not args.data:
             raise ValueError(f"give --data and --row (one of {', '.join(trainable_rows())}), or --counts")
+        context = init_from_env()  # under torchrun: this process's rank; otherwise one process
         result = train_table3_row(
             args.row,
             args.data,
@@ -617,10 +635,15 @@ def main(argv: list[str] | None = None) -> int:
             resize_size=args.resize_size,
             precision=args.precision,
             eval_every=args.eval_every,
+            distributed=context,
         )
     except (ValueError, TypeError, RuntimeError, ImageFolderLayoutError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
+        shutdown()
         return 2
+    shutdown()
+    if not context.is_main:
+        return 0
     summary = json.dumps(result.summary(), indent=2)
     print(summary)
     if args.out:

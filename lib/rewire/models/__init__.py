@@ -4,8 +4,10 @@
 Section 5 "Models" and Table 1): ResNet-20/32/56, WideResNet-28-2/4/8, VGG16-D; the
 quickstart's small CNN; DNW Table 1's tiny neural graphs (``tiny_static``,
 ``tiny_discrete_time``, ``tiny_continuous_time``); DNW Tables 2-3's MobileNetV1-DNW and the dense
-MobileNetV1 x d (``mobilenet_v1_dnw``, ``mobilenet_v1``); DPF Table 3's ImageNet ResNet-50 (``resnet50``).
-Every model's last module is an ``nn.Linear`` classifier.
+MobileNetV1 x d (``mobilenet_v1_dnw``, ``mobilenet_v1``); DPF Table 3's ImageNet ResNet-50 (``resnet50``); the
+robust-binary paper's ResNets (``cresnet18``, ``cresnet34``, ``cresnet50``, ``resnet34_imagenet``,
+``small_cresnet34``). Every model's classifier is its last weight layer: an ``nn.Linear``, except the robust-binary
+ResNets', a 1x1 convolution followed by the optional last batch norm (as the authors build them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rewire.models.convnet import SmallConvNet
 from rewire.models.mobilenet_dnw import MobileNetV1, MobileNetV1DNW, mobilenet_v1, mobilenet_v1_dnw
 from rewire.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet56
 from rewire.models.resnet_imagenet import resnet50
+from rewire.models.resnet_robust import ROBUST_MODELS, RobustResNet
 from rewire.models.tiny_graphs import GraphConfig, build_graph
 from rewire.models.vgg import VGG, VGG16_D, vgg16
 from rewire.models.wideresnet import WideResNet, wideresnet28, wrn28_2, wrn28_4, wrn28_8
@@ -29,6 +32,7 @@ __all__ = [
     "resnet32",
     "resnet56",
     "resnet50",
+    "RobustResNet",
     "WideResNet",
     "wideresnet28",
     "wrn28_2",
@@ -71,6 +75,10 @@ def _tiny_graph(kind: str) -> Callable[..., nn.Module]:
     build.__doc__ = f"The {kind} tiny neural graph of DNW Table 1; keyword arguments are GraphConfig fields."
     return build
 
+
+# The robust-binary paper's networks (rewire.models.resnet_robust): cResNet18/34/50, the ImageNet-100 ResNet-34 and
+# Table 7's small dense ResNet-34; input normalisation inside, classifier a 1x1 conv, optional last batch norm
+MODELS.update(ROBUST_MODELS)
 
 # DNW Table 1's tiny neural graphs (rewire.models.tiny_graphs), built from GraphConfig fields
 MODELS.update({f"tiny_{kind}": _tiny_graph(kind) for kind in ("static", "discrete_time", "continuous_time")})

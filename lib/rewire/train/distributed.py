@@ -552,11 +552,30 @@ class _GlobalEpochMetrics(Callback):
         record["images_per_second"] = float(total[1])
 
 
+def _rank_loader(loader, context: DistContext):
+    """The training loader this rank iterates: ``loader`` itself when it already yields only this rank's part of
+    each global batch (a loader with ``rank``/``world_size``, e.g. :class:`rewire.data.imagefolder.ImageFolderLoader`,
+    which decodes only its own images), otherwise :class:`ShardedLoader` over the global loader."""
+    if not context.distributed:
+        return loader
+    world_size = getattr(loader, "world_size", 1)
+    if world_size == 1:
+        return ShardedLoader(loader, context)
+    if world_size != context.world_size or getattr(loader, "rank", None) != context.rank:
+        raise ValueError(
+            f"the training loader is sharded for rank {getattr(loader, 'rank', None)} of {world_size}, this process "
+            f"is rank {context.rank} of {context.world_size}; build it with rank=context.rank, "
+            f"world_size=context.world_size (or unsharded, as the global loader)"
+        )
+    return loader
+
+
 class DistributedTrainer(Trainer):
     """:class:`Trainer` on every rank of a torchrun job: DDP model, sharded batches, rank-0 writes.
 
     ``model`` carries its sparsity method and lives on ``context.device``; ``train_loader`` is the
-    *global* loader (global batch size, the same seeds on every rank); the other arguments are
+    *global* loader (global batch size, the same seeds on every rank), or a loader already sharded for this
+    rank (``rank``/``world_size`` attributes, as a streaming image-folder loader); the other arguments are
     :class:`Trainer`'s. With world size 1 this is exactly :class:`Trainer`. ``self.model`` is the
     :class:`DataParallelModel` (checkpoints hold the plain model's state), ``self.module`` the model.
     """
@@ -596,7 +615,7 @@ class DistributedTrainer(Trainer):
         super().__init__(
             wrapped,
             hparams,
-            ShardedLoader(train_loader, context) if context.distributed else train_loader,
+            _rank_loader(train_loader, context),
             eval_loader,
             validation_loader=validation_loader,
             run_dir=main_process_dir(context, run_dir),
