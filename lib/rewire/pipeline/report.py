@@ -40,8 +40,13 @@ STAGES = {
     "tiny_graphs": ("DNW Table 1: tiny neural graphs, RG vs DNW", ("claims.md", "table1.md"), ("accuracy.png",)),
     "mobilenet_dnw": (
         "DNW Table 2: MobileNetV1-DNW and other ways to find its edges",
-        ("claims.md", "table2.md", "table5.md", "table3_counts.md", "compact_timing.md"),
+        ("claims.md", "table2.md", "table5.md", "compact_timing.md"),
         ("table2.png", "wiring.png"),
+    ),
+    "imagenet": (
+        "DNW Table 3 and DPF Table 3 on ImageNet (counts here; training at the paper scale)",
+        ("table3.md", "dpf_table3.md"),
+        ("figure10.png",),
     ),
     "dpf_sweeps": (
         "DPF on CIFAR-10: methods x sparsity",
