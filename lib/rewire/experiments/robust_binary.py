@@ -1,0 +1,485 @@
+"""Robust binary subnetworks (Liu et al., NeurIPS 2022) on the run engine: one run = one network, one way of training.
+
+A run is a :class:`RobustSetup`: the network (:mod:`rewire.models.resnet_robust`, widths shrinkable for a CPU),
+how it is made sparse or binary (``method``), and how it is trained (``training``):
+
+==================  ==========================================================================================
+``method``          what is trained
+==================  ==========================================================================================
+``edge_popup``      the paper's method: scores on frozen random weights (binary ±1 or signed Kaiming constant),
+                    keep the top-k |s| per layer, k from the adaptive allocation kept_i = c n_i^p
+                    (:mod:`rewire.methods.edge_popup`, :mod:`rewire.sparse.allocation`); non-affine BN
+``dense``           full-precision adversarial training (affine BN), the paper's "AT" baseline
+``binary_connect``  BinaryConnect AT: sign(w) forward, straight-through backward, latent weights clipped to
+                    [-1, 1] (:mod:`rewire.models.binary_connect`); affine BN
+==================  ==========================================================================================
+
+``training``: ``pgd`` (Algorithm 1: PGD-10 at ε = 8/255, step 2/255, random start, trained on the final
+iterate), ``fast`` (Algorithm 2: FGSM with random start from ATTA's per-sample perturbation cache, the
+augmentation moved into the attacker, :class:`rewire.attacks.fast.ATTACache`), or ``clean`` (the paper's
+"vanilla training", Table 8). The attack runs with batch norm in eval mode by default (``attack_bn_mode``);
+``"train"`` is the authors' choice, which also updates the running statistics.
+
+Model selection as the authors: a seeded validation split of the training set, robust (PGD-10) validation
+accuracy after every ``eval_every`` epochs; the best epoch's state is kept and evaluated on the test set at the
+end beside the final epoch's (``best_*`` and ``test_*`` keys of the record).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from rewire.attacks.fast import ATTACache
+from rewire.attacks.pgd import pgd_linf, robust_accuracy
+from rewire.data.loader import BatchLoader
+from rewire.experiments.engine import ModelSpec, RunContext, RunResult
+from rewire.methods.edge_popup import apply_edge_popup, kept_counts
+from rewire.models.binary_connect import attach_latent_clip, binarize_
+from rewire.train.trainer import Callback, TrainingHparams
+
+__all__ = [
+    "DRIVER_MODULE",
+    "METHODS",
+    "TRAININGS",
+    "RobustSetup",
+    "IndexedBatchLoader",
+    "PGDTraining",
+    "FastATTATraining",
+    "RobustSelection",
+    "build_model",
+    "hparams",
+    "run_robust",
+    "row_setup",
+    "CLAIMS",
+    "robust_claims",
+]
+
+DRIVER_MODULE = "rewire.experiments.robust_binary"
+METHODS = ("edge_popup", "dense", "binary_connect")
+TRAININGS = ("pgd", "fast", "clean")
+# The authors' CIFAR-10 recipe (configs/advprune/cifar10/resnet34/resnet34-binary-weights.yaml): SGD lr 0.1,
+# momentum 0.9, weight decay 5e-4 (on the scores), cosine per epoch, batch 256; FGSM's step 4/255 in the fast
+# configuration (Algorithm 2), PGD-10 at 2/255 (Section 4.1)
+PAPER_LR, PAPER_WEIGHT_DECAY, PAPER_BATCH = 0.1, 5e-4, 256
+FAST_STEP = 4 / 255
+
+
+@dataclass(frozen=True)
+class RobustSetup:
+    """One run's network and training (module docstring); every field enters the run's settings hash."""
+
+    model: str = "cresnet34"
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    method: str = "edge_popup"
+    keep: float = 0.01  # fraction of the weights kept (edge_popup); the paper's 99 % pruning
+    p: float = 0.1  # exponent of the adaptive allocation (1 = a fixed rate per layer, 0 = a fixed count)
+    weight_init: str = "binary"  # binary | signed_kaiming_constant
+    score_init: str = "uniform"
+    last_bn: bool = True
+    training: str = "pgd"
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+    attack_bn_mode: str = "eval"
+    epochs: int = 400
+    lr: float = PAPER_LR
+    weight_decay: float = PAPER_WEIGHT_DECAY
+    precision: str = "fp32"
+    eval_every: int = 1
+    validation_images: int = 1000  # robust validation per evaluation (the authors: 1,000 held-out images)
+    test_images: int = 10000  # PGD-10 on this many test images at the end
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.training not in TRAININGS:
+            raise ValueError(f"unknown training {self.training!r}; known: {', '.join(TRAININGS)}")
+        if not 0 < self.keep <= 1:
+            raise ValueError(f"keep is the fraction of weights kept, in (0, 1]; got {self.keep!r}")
+        if self.p < 0:
+            raise ValueError(f"the allocation exponent p must be >= 0, got {self.p!r}")
+        for name in ("eps", "step_size"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(
+                    f"{name}={value!r} is not a pixel fraction in [0, 1]: give budgets in /255 units, e.g. 8/255"
+                )
+        if self.attack_bn_mode not in ("eval", "train"):
+            raise ValueError(f"attack_bn_mode must be 'eval' or 'train', got {self.attack_bn_mode!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def spec(self, num_classes: int) -> ModelSpec:
+        dense = self.method != "edge_popup"  # the baselines train affine BN (the authors' FP / BNN configs)
+        return ModelSpec(
+            self.model,
+            num_classes=num_classes,
+            kwargs={"widths": list(self.widths), "last_bn": self.last_bn, "affine_bn": dense},
+        )
+
+
+def hparams(setup: RobustSetup) -> TrainingHparams:
+    """The authors' recipe: SGD momentum 0.9, cosine per epoch from ``lr``, weight decay on every trainable tensor."""
+    return TrainingHparams(
+        precision=setup.precision,
+        eval_every=min(setup.eval_every, setup.epochs),
+        epochs=setup.epochs,
+        lr=setup.lr,
+        momentum=0.9,
+        weight_decay=setup.weight_decay,
+        schedule="cosine",
+        schedule_step="epoch",
+    )
+
+
+def build_model(ctx: RunContext, setup: RobustSetup, seed: int) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """The run's network with its method attached; returns (model, spec, what to record: kept counts)."""
+    spec = setup.spec(len(ctx.data.classes))
+    model = ctx.build(spec, seed)
+    info: dict[str, Any] = {}
+    if setup.method == "edge_popup":
+        apply_edge_popup(
+            model, keep=setup.keep, p=setup.p, weight_init=setup.weight_init, score_init=setup.score_init, seed=seed
+        )
+        counts = kept_counts(model)
+        info = {"kept_total": sum(counts.values()), "kept_per_layer": counts}
+    elif setup.method == "binary_connect":
+        binarize_(model)
+    return model, spec, info
+
+
+# ----------------------------------------------------------------------------------------- data with indices
+
+
+class IndexedBatchLoader(BatchLoader):
+    """A :class:`rewire.data.BatchLoader` that remembers the dataset indices of the batch it yielded last
+    (``last_index``), for ATTA's per-sample cache. Pixels stay in [0, 1] (normalisation is inside the model).
+    It never augments (ATTA augments inside the attacker), so ``augment=True`` is refused."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        if kwargs.get("augment"):
+            raise ValueError(
+                "IndexedBatchLoader yields un-augmented images (ATTA augments in the attacker): augment=False"
+            )
+        super().__init__(*args, **kwargs)
+
+    def __iter__(self):
+        n = self.num_examples
+        order = torch.randperm(n, generator=self._order_generator) if self.shuffle else torch.arange(n)
+        self._epoch += 1
+        limit = len(self) * self.batch_size if self.drop_last else n
+
+        def batches():
+            for start in range(0, limit, self.batch_size):
+                index = order[start : start + self.batch_size]
+                self.last_index = index
+                yield self.normalise(self.images[index.to(self.device)]), self.labels[index.to(self.device)]
+
+        return batches()
+
+
+# ------------------------------------------------------------------------------------------------ callbacks
+
+
+class PGDTraining(Callback):
+    """Algorithm 1's inner maximisation: each training batch is replaced by its PGD adversarial examples."""
+
+    def __init__(self, setup: RobustSetup, seed: int) -> None:
+        self.setup = setup
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def on_batch_start(self, trainer, inputs, targets):
+        s = self.setup
+        adversarial = pgd_linf(
+            trainer.model,
+            inputs,
+            targets,
+            eps=s.eps,
+            step_size=s.step_size,
+            steps=s.steps,
+            bn_mode=s.attack_bn_mode,
+            generator=self.generator,
+        )
+        return adversarial, targets
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class FastATTATraining(Callback):
+    """Algorithm 2: FGSM with random start from ATTA's cached perturbation, augmentation done by the attacker.
+
+    The loader must be an :class:`IndexedBatchLoader` without augmentation; the cache is the training run's
+    memory (not in the checkpoint: a resumed fast run starts a fresh cache, a stated limitation)."""
+
+    def __init__(self, setup: RobustSetup, loader: IndexedBatchLoader, seed: int) -> None:
+        if loader.augment:
+            raise ValueError("fast training augments inside the attacker: build the loader with augment=False")
+        self.setup, self.loader = setup, loader
+        images = loader.images
+        self.cache = ATTACache(
+            loader.num_examples,
+            tuple(images.shape[1:]),
+            eps=setup.eps,
+            device=images.device,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def on_batch_start(self, trainer, inputs, targets):
+        adversarial, _, _ = self.cache.perturb(
+            trainer.model,
+            inputs,
+            targets,
+            self.loader.last_index,
+            step_size=FAST_STEP,
+            bn_mode=self.setup.attack_bn_mode,
+        )
+        return adversarial, targets
+
+
+class RobustSelection(Callback):
+    """Robust validation accuracy (PGD-10) after evaluated epochs; the best epoch's state is kept, and at the end
+    both the final and the best state are evaluated on ``test_images`` test images (clean and PGD-10)."""
+
+    def __init__(self, setup: RobustSetup, validation, test) -> None:
+        self.setup, self.validation, self.test = setup, validation, test
+        self.best_robust = -1.0
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _attack(self) -> dict[str, Any]:
+        s = self.setup
+        return {"eps": s.eps, "step_size": s.step_size, "steps": s.steps, "bn_mode": "eval"}
+
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
+        epoch = record["epoch"]
+        last = epoch == trainer.hparams.epochs
+        model = trainer.model
+        if self.validation is not None and (epoch % trainer.hparams.eval_every == 0 or last):
+            accuracy = robust_accuracy(model, self.validation, n=self.setup.validation_images, **self._attack())
+            record["val_clean_top1"] = 100 * accuracy.clean
+            record["val_pgd_top1"] = 100 * accuracy.robust
+            if accuracy.robust > self.best_robust:
+                self.best_robust, self.best_epoch = accuracy.robust, epoch
+                self.best_state = copy.deepcopy(model.state_dict())
+        if last:
+            final = robust_accuracy(model, self.test, n=self.setup.test_images, **self._attack())
+            record.update({"test_clean_top1": 100 * final.clean, "test_pgd_top1": 100 * final.robust})
+            record["test_images_attacked"] = final.n
+            if self.best_state is not None:
+                current = copy.deepcopy(model.state_dict())
+                model.load_state_dict(self.best_state)
+                best = robust_accuracy(model, self.test, n=self.setup.test_images, **self._attack())
+                model.load_state_dict(current)
+                record.update(
+                    {
+                        "best_epoch": self.best_epoch,
+                        "best_test_clean_top1": 100 * best.clean,
+                        "best_test_pgd_top1": 100 * best.robust,
+                    }
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_robust": self.best_robust, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_robust, self.best_epoch = state["best_robust"], state["best_epoch"]
+        self.best_state = state["best_state"]
+
+
+class _LatentClip(Callback):
+    """BinaryConnect: latent weights back into [-1, 1] after every optimizer step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.attached = False
+
+    def on_fit_start(self, trainer) -> None:
+        if not self.attached:
+            attach_latent_clip(trainer.optimizer, self.model)
+            self.attached = True
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+
+
+def _pixel_loader(data, images, labels, batch_size, *, shuffle, augment, device, seeds=None, indexed=False):
+    cls = IndexedBatchLoader if indexed else BatchLoader
+    extra = {}
+    if seeds is not None:
+        extra = {"order_seed": seeds.data_order, "augmentation_seed": seeds.augmentation, "drop_last": True}
+    return cls(
+        images,
+        labels,
+        batch_size,
+        shuffle=shuffle,
+        augment=augment,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        device=device,
+        **extra,
+    )
+
+
+def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, subset: dict[str, Any]) -> RunResult:
+    """Train (or find by its hash) one run of ``setup`` with run seed ``seed``; returns the engine's result.
+
+    ``ctx.data`` is the training part and test set, ``ctx.validation`` the held-out part (its test split);
+    the loaders here yield pixels in [0, 1]."""
+    from rewire.experiments.engine import fit_run
+    from rewire.train.runtime import Seeds
+
+    model, spec, info = build_model(ctx, setup, seed)
+    seeds = Seeds.from_run_seed(seed)
+    fast = setup.training == "fast"
+    train = _pixel_loader(
+        ctx.data,
+        ctx.data.train_images,
+        ctx.data.train_labels,
+        ctx.batch_size,
+        shuffle=True,
+        augment=not fast,
+        device=ctx.device,
+        seeds=seeds,
+        indexed=fast,
+    )
+    test = _pixel_loader(
+        ctx.data, ctx.data.test_images, ctx.data.test_labels, ctx.eval_batch_size, shuffle=False, augment=False,
+        device=ctx.device,
+    )  # fmt: skip
+    validation = None
+    if ctx.validation is not None:
+        validation = _pixel_loader(
+            ctx.validation, ctx.validation.test_images, ctx.validation.test_labels, ctx.eval_batch_size,
+            shuffle=False, augment=False, device=ctx.device,
+        )  # fmt: skip
+    callbacks: list[Callback] = []
+    if setup.training == "pgd":
+        callbacks.append(PGDTraining(setup, seed))
+    elif fast:
+        callbacks.append(FastATTATraining(setup, train, seed))
+    if setup.method == "binary_connect":
+        callbacks.append(_LatentClip(model))
+    callbacks.append(RobustSelection(setup, validation, test))
+    recipe = hparams(setup)
+    config = {
+        "experiment": "robust_binary",
+        "setup": setup.as_dict(),
+        "model": spec.as_dict(),
+        "seed": seed,
+        "batch_size": ctx.batch_size,
+        "data": {
+            "name": getattr(ctx.data, "name", None),
+            "source": ctx.data.source.get("kind", "unknown"),
+            "train_examples": len(ctx.data.train_labels),
+            "test_examples": len(ctx.data.test_labels),
+        },
+        **subset,
+    }
+    return fit_run(
+        name,
+        config,
+        model,
+        recipe,
+        train,
+        test,
+        root=ctx.checkpoint_root,
+        callbacks=callbacks,
+        model_spec=spec,
+        code=(DRIVER_MODULE,),
+        reuse_checkpoints=ctx.reuse_checkpoints,
+        progress=ctx.progress,
+        description=name,
+        run_info={"seed": seed, **{k: v for k, v in info.items() if k == "kept_total"}},
+    )
+
+
+# --------------------------------------------------------------------------------------------- rows and claims
+
+
+def row_setup(row: dict[str, Any], base: dict[str, Any]) -> tuple[str, RobustSetup]:
+    """``(name, setup)`` of one row of the notebook's ``rows`` list: its ``name`` and the fields of
+    :class:`RobustSetup` it overrides over ``base`` (the scale's common values). Unknown fields stop here."""
+    row = dict(row)
+    name = row.pop("name", None)
+    if not name or not isinstance(name, str):
+        raise ValueError(f"every row needs a 'name', got {row!r}")
+    fields = {f.name for f in dataclasses.fields(RobustSetup)}
+    unknown = sorted(set(row) - fields)
+    if unknown:
+        raise ValueError(f"row {name!r}: unknown fields {unknown}; known: {', '.join(sorted(fields))}")
+    values = {**base, **row}
+    if "widths" in values:
+        values["widths"] = tuple(values["widths"])
+    return name, RobustSetup(**values)
+
+
+# The paper's claims this repository decides, as (a, b, metric, kind, words, source) over row names; a claim
+# whose rows are not in the scale's plan is left out.
+CLAIMS = (
+    (
+        "ours_p01",
+        "ours_p1",
+        "test_pgd_top1",
+        "greater",
+        "adaptive pruning (p = 0.1) beats a fixed rate (p = 1) at a high pruning rate (robust accuracy)",
+        "Section 3.2, Table 9",
+    ),
+    (
+        "ours_p01",
+        "ours_nolbn",
+        "test_pgd_top1",
+        "greater",
+        "the last batch norm helps the binary network (robust accuracy)",
+        "Section 3.3, Table 8",
+    ),
+    (
+        "ours_p01",
+        "ours_skc",
+        "test_pgd_top1",
+        "equivalent",
+        "binary initialisation matches the signed Kaiming constant (robust accuracy)",
+        "Section 3.1, Table 8",
+    ),
+    (
+        "ours_p01",
+        "binary_connect_small",
+        "test_pgd_top1",
+        "greater",
+        "ours beats BinaryConnect adversarial training at an equal parameter count (robust accuracy)",
+        "Table 9",
+    ),
+    (
+        "ours_p01",
+        "ours_pgd",
+        "test_pgd_top1",
+        "at_least",
+        "fast training loses little robust accuracy against PGD training",
+        "Section 4, Algorithm 2",
+    ),
+)
+
+
+def robust_claims(per_run) -> list:
+    """The claims of :data:`CLAIMS` whose two rows ran on at least two common seeds (:mod:`rewire.pipeline.claims`)."""
+    from rewire.pipeline.claims import Claim
+
+    found = []
+    for a, b, metric, kind, words, source in CLAIMS:
+        sides = []
+        for key in (a, b):
+            rows = per_run[per_run.row == key]
+            sides.append(dict(zip(rows.seed.astype(int), rows[metric].astype(float))))
+        if len(set(sides[0]) & set(sides[1])) >= 2:
+            found.append(Claim("Robust binary", words, a, sides[0], b, sides[1], kind=kind, source=source))
+    return found
