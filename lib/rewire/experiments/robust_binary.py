@@ -276,11 +276,14 @@ class RobustSelection(Callback):
             final = robust_accuracy(model, self.test, n=self.setup.test_images, **self._attack())
             record.update({"test_clean_top1": 100 * final.clean, "test_pgd_top1": 100 * final.robust})
             record["test_images_attacked"] = final.n
-            if self.best_state is not None:
+            if self.best_state is not None and self.best_epoch == epoch:  # the final state is the best one
+                best = final
+            elif self.best_state is not None:
                 current = copy.deepcopy(model.state_dict())
                 model.load_state_dict(self.best_state)
                 best = robust_accuracy(model, self.test, n=self.setup.test_images, **self._attack())
                 model.load_state_dict(current)
+            if self.best_state is not None:
                 record.update(
                     {
                         "best_epoch": self.best_epoch,

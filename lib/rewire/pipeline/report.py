@@ -48,6 +48,11 @@ STAGES = {
         ("table3.md", "dpf_table3.md"),
         ("figure10.png",),
     ),
+    "robust_binary": (
+        "Robust binary subnetworks: pruned random binary networks, adversarially trained",
+        ("claims.md", "table_robust.md", "analysis.md", "cross_check.md"),
+        ("curves.png", "allocation.png"),
+    ),
     "dpf_sweeps": (
         "DPF on CIFAR-10: methods x sparsity",
         ("claims.md", "table1.md", "table2.md", "table5.md"),
@@ -96,7 +101,7 @@ def stage_section(stage: str, stage_dir: Path, figures_dir: Path, relative_to: P
 
 
 # the stages whose claims.csv (rewire.pipeline.claims) feeds the overview at the top of the results
-CLAIM_STAGES = ("tiny_graphs", "mobilenet_dnw", "dpf_sweeps")
+CLAIM_STAGES = ("tiny_graphs", "mobilenet_dnw", "robust_binary", "dpf_sweeps")
 
 
 def claims_overview(results_dir: Path) -> str | None:
