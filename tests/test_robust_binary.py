@@ -113,3 +113,12 @@ def test_claims_pair_rows_by_seed():
     assert verdicts["ours_skc"] == "holds"
     assert verdicts["binary_connect_small"] == "inconclusive at this scale"
     assert len(verdicts) == 5
+
+
+def test_the_attacked_images_are_a_fixed_random_subset_not_the_first_ones():
+    a, b = rb.evaluation_subset(10_000, 2_000), rb.evaluation_subset(10_000, 2_000)
+    assert torch.equal(a, b) and a.numel() == 2_000 and a.unique().numel() == 2_000
+    labels = torch.arange(10).repeat_interleave(1_000)  # a test split ordered by class
+    counts = torch.bincount(labels[a], minlength=10)
+    assert counts.min() > 150  # every class is attacked (the first 2,000 would be two classes)
+    assert rb.evaluation_subset(50, 2_000).numel() == 50

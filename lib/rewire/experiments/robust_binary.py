@@ -56,6 +56,7 @@ __all__ = [
     "hparams",
     "run_robust",
     "row_setup",
+    "evaluation_subset",
     "CLAIMS",
     "robust_claims",
 ]
@@ -316,6 +317,15 @@ class _LatentClip(Callback):
 # ------------------------------------------------------------------------------------------------------ runs
 
 
+EVALUATION_SEED = 0  # one fixed draw of the attacked images for every run, seed and row (our choice)
+
+
+def evaluation_subset(size: int, n: int) -> torch.Tensor:
+    """The indices of the ``n`` images (all if fewer) that robust evaluation attacks: a fixed, seeded random subset."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(EVALUATION_SEED))
+    return order[: min(n, size)].sort().values
+
+
 def _pixel_loader(data, images, labels, batch_size, *, shuffle, augment, device, seeds=None, indexed=False):
     cls = IndexedBatchLoader if indexed else BatchLoader
     extra = {}
@@ -360,10 +370,18 @@ def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, sub
         ctx.data, ctx.data.test_images, ctx.data.test_labels, ctx.eval_batch_size, shuffle=False, augment=False,
         device=ctx.device,
     )  # fmt: skip
+    # The attacked images: a fixed random subset (the splits are ordered by class, so "the first n" would be a
+    # few classes only), the same for every run
+    index = evaluation_subset(len(ctx.data.test_labels), setup.test_images)
+    attacked_test = _pixel_loader(
+        ctx.data, ctx.data.test_images[index], ctx.data.test_labels[index], ctx.eval_batch_size, shuffle=False,
+        augment=False, device=ctx.device,
+    )  # fmt: skip
     validation = None
     if ctx.validation is not None:
+        index = evaluation_subset(len(ctx.validation.test_labels), setup.validation_images)
         validation = _pixel_loader(
-            ctx.validation, ctx.validation.test_images, ctx.validation.test_labels, ctx.eval_batch_size,
+            ctx.validation, ctx.validation.test_images[index], ctx.validation.test_labels[index], ctx.eval_batch_size,
             shuffle=False, augment=False, device=ctx.device,
         )  # fmt: skip
     callbacks: list[Callback] = []
@@ -373,7 +391,7 @@ def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, sub
         callbacks.append(FastATTATraining(setup, train, seed))
     if setup.method == "binary_connect":
         callbacks.append(_LatentClip(model))
-    callbacks.append(RobustSelection(setup, validation, test))
+    callbacks.append(RobustSelection(setup, validation, attacked_test))
     recipe = hparams(setup)
     config = {
         "experiment": "robust_binary",
