@@ -63,3 +63,19 @@ def test_type_error_in_params_stops_before_running(tmp_path, capsys):
     assert code == 2
     assert "'epochs' must be int, got str 'ten'" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_paths_under_the_checkout_are_written_relative_to_it(tmp_path, monkeypatch):
+    """A warning printed by library code names its file with an absolute path; the committed copy must not."""
+    monkeypatch.chdir(tmp_path)  # the stage runs from the checkout's root (here tmp_path, the notebook's folder too)
+    prints_path = "import pathlib\nprint(pathlib.Path.cwd().resolve() / 'lib' / 'mod.py', 'line 537')"
+    notebook = write_notebook(tmp_path / "toy.ipynb", PARAMETERS, WRITES_ARTEFACT + prints_path)
+    executed = pipeline.run_notebook(
+        notebook,
+        "toy",
+        tmp_path / "results" / "toy",
+        params_path=write_params(tmp_path / "params.yaml"),
+        failed_dir=tmp_path / "results" / "failed",
+    )
+    text = executed.read_text()
+    assert "lib/mod.py line 537" in text and str(tmp_path.resolve()) not in text

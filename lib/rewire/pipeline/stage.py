@@ -107,10 +107,14 @@ def _relative(path: Path) -> str:
 
 
 def _make_portable(executed: Path, notebook: Path, final: Path, staging_name: str, final_name: str) -> None:
-    """Name the final directory, not the staging one, and no absolute path in the executed notebook."""
+    """Name the final directory, not the staging one, and no absolute path in the executed notebook (paths under
+    the working directory, the checkout, are written relative to it)."""
     import json
 
-    nb = json.loads(executed.read_text(encoding="utf-8").replace(staging_name, final_name))
+    text = executed.read_text(encoding="utf-8").replace(staging_name, final_name)
+    # e.g. a warning's "<checkout>/lib/rewire/...py:537": repository paths become relative to the checkout
+    text = text.replace(json.dumps(Path.cwd().resolve().as_posix() + "/")[1:-1], "")
+    nb = json.loads(text)
     meta = nb.get("metadata", {}).get("papermill", {})
     if meta:
         meta["input_path"], meta["output_path"] = _relative(notebook), _relative(final)
