@@ -22,12 +22,10 @@ constant amount every iteration): lr 0.4 with start factor 0.25 gives 0.1 -> 0.4
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,16 +35,22 @@ from rewire import methods
 from rewire.data.imagefolder import (
     DNW_IMAGENET_CROP,
     DNW_IMAGENET_RESIZE,
-    ImageFolderLayoutError,
     scan_image_folder,
 )
 from rewire.experiments.engine import ModelSpec, RunResult, fit_run
-from rewire.experiments.mobilenet_imagenet import data_config, make_loaders, subset_index
+from rewire.experiments.mobilenet_imagenet import (
+    add_folder_arguments,
+    data_config,
+    folder_options,
+    make_loaders,
+    run_cli,
+    subset_index,
+)
 from rewire.methods.dpf import SparsitySchedule
 from rewire.models.resnet_imagenet import resnet50
 from rewire.sparse.groups import check_sparsity, conv_weight_targets
 from rewire.sparse.masks import sparse_modules
-from rewire.train.distributed import DistContext, init_from_env, shutdown
+from rewire.train.distributed import DistContext
 from rewire.train.runtime import Seeds, pick_device, seed_model_init
 from rewire.train.trainer import TrainingHparams
 
@@ -369,53 +373,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help=f"default {PRESET['epochs']}")
     parser.add_argument("--batch-size", type=int, default=None, help=f"default {PRESET['batch_size']}")
     parser.add_argument("--update-every", type=int, default=None, help=f"default {PRESET['update_every']}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--checkpoints", default="checkpoints/dpf_imagenet")
-    parser.add_argument("--max-train-images", type=int, default=None)
-    parser.add_argument("--max-val-images", type=int, default=None)
-    parser.add_argument("--crop-size", type=int, default=DNW_IMAGENET_CROP)
-    parser.add_argument("--resize-size", type=int, default=DNW_IMAGENET_RESIZE)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--eval-every", type=int, default=1)
-    parser.add_argument("--out", default=None, help="also write the summary JSON here")
+    add_folder_arguments(parser, "checkpoints/dpf_imagenet")
     args = parser.parse_args(argv)
-    try:
-        context = init_from_env()  # under torchrun: this process's rank; otherwise one process
+
+    def train(context) -> dict[str, Any]:
         summary = train_point(
             args.method,
             args.sparsity,
             args.data,
-            checkpoint_root=args.checkpoints,
             epochs=args.epochs,
             batch_size=args.batch_size,
             update_every=args.update_every,
-            device=args.device,
-            seed=args.seed,
-            num_workers=args.workers,
-            max_train_images=args.max_train_images,
-            max_val_images=args.max_val_images,
-            crop_size=args.crop_size,
-            resize_size=args.resize_size,
-            precision=args.precision,
-            eval_every=args.eval_every,
             distributed=context,
+            **folder_options(args),
         )
-    except (ValueError, TypeError, RuntimeError, ImageFolderLayoutError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        shutdown()
-        return 2
-    shutdown()
-    if not context.is_main:
-        return 0
-    summary.pop("result")
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    return 0
+        summary.pop("result")
+        return summary
+
+    return run_cli(train, args.out)
 
 
 if __name__ == "__main__":

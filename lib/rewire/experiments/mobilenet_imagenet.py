@@ -590,6 +590,58 @@ def _format_counts(counts: list[Table3Count]) -> str:
     return "\n".join(lines)
 
 
+def add_folder_arguments(parser: argparse.ArgumentParser, checkpoints: str) -> None:
+    """The options every ImageNet-folder CLI shares (this module's and :mod:`rewire.experiments.dpf_imagenet`'s)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader worker processes")
+    parser.add_argument("--checkpoints", default=checkpoints)
+    parser.add_argument("--max-train-images", type=int, default=None, help="class-balanced subset, for quick runs")
+    parser.add_argument("--max-val-images", type=int, default=None)
+    parser.add_argument("--crop-size", type=int, default=DNW_IMAGENET_CROP)
+    parser.add_argument("--resize-size", type=int, default=DNW_IMAGENET_RESIZE)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--out", default=None, help="also write the summary JSON here")
+
+
+def folder_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`add_folder_arguments`' options, as the training functions name them."""
+    return {
+        "checkpoint_root": args.checkpoints,
+        "device": args.device,
+        "seed": args.seed,
+        "num_workers": args.workers,
+        "max_train_images": args.max_train_images,
+        "max_val_images": args.max_val_images,
+        "crop_size": args.crop_size,
+        "resize_size": args.resize_size,
+        "precision": args.precision,
+        "eval_every": args.eval_every,
+    }
+
+
+def run_cli(train, out: str | None) -> int:
+    """Join the torchrun job if any, run ``train(context)`` (returns a JSON-able summary), and on rank 0 print the
+    summary (and write it to ``out``). Bad input exits with status 2 and a one-line message, on every rank."""
+    try:
+        context = init_from_env()  # under torchrun: this process's rank; otherwise one process
+        summary = train(context)
+    except (ValueError, TypeError, RuntimeError, ImageFolderLayoutError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        shutdown()
+        return 2
+    shutdown()
+    if not context.is_main:
+        return 0
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rewire.experiments.mobilenet_imagenet", description=__doc__.split("\n\n")[0]
@@ -600,56 +652,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=None, help="override the row's width d")
     parser.add_argument("--epochs", type=int, default=None, help="default 250 (DNW Section 3.2)")
     parser.add_argument("--batch-size", type=int, default=None, help=f"default {TABLE3_BATCH_SIZE}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    parser.add_argument("--workers", type=int, default=8, help="DataLoader worker processes")
-    parser.add_argument("--checkpoints", default="checkpoints/dnw_imagenet")
-    parser.add_argument("--max-train-images", type=int, default=None, help="class-balanced subset, for quick runs")
-    parser.add_argument("--max-val-images", type=int, default=None)
-    parser.add_argument("--crop-size", type=int, default=DNW_IMAGENET_CROP)
-    parser.add_argument("--resize-size", type=int, default=DNW_IMAGENET_RESIZE)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--eval-every", type=int, default=1)
-    parser.add_argument("--out", default=None, help="also write the summary JSON here")
+    add_folder_arguments(parser, "checkpoints/dnw_imagenet")
     args = parser.parse_args(argv)
-    try:
-        if args.counts:
-            print(_format_counts(table3_counts()))
-            return 0
+    if args.counts:
+        print(_format_counts(table3_counts()))
+        return 0
+
+    def train(context: DistContext) -> dict[str, Any]:
         if not args.row or not args.data:
             raise ValueError(f"give --data and --row (one of {', '.join(trainable_rows())}), or --counts")
-        context = init_from_env()  # under torchrun: this process's rank; otherwise one process
-        result = train_table3_row(
+        return train_table3_row(
             args.row,
             args.data,
-            checkpoint_root=args.checkpoints,
             epochs=args.epochs,
             batch_size=args.batch_size,
             width=args.width,
-            device=args.device,
-            seed=args.seed,
-            num_workers=args.workers,
-            max_train_images=args.max_train_images,
-            max_val_images=args.max_val_images,
-            crop_size=args.crop_size,
-            resize_size=args.resize_size,
-            precision=args.precision,
-            eval_every=args.eval_every,
             distributed=context,
-        )
-    except (ValueError, TypeError, RuntimeError, ImageFolderLayoutError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        shutdown()
-        return 2
-    shutdown()
-    if not context.is_main:
-        return 0
-    summary = json.dumps(result.summary(), indent=2)
-    print(summary)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(summary + "\n", encoding="utf-8")
-    return 0
+            **folder_options(args),
+        ).summary()
+
+    return run_cli(train, args.out)
 
 
 if __name__ == "__main__":
