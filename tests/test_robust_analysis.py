@@ -1,4 +1,4 @@
-"""Appendix A of Liu et al., *Robust Binary Models by Pruning Randomly-initialized Networks* (rewire.robust_analysis).
+"""Appendix A of Liu et al., *Robust Binary Models by Pruning Randomly-initialized Networks* (rewire.experiments.robust_binary.analysis).
 
 Golden values are the paper's numbers (Appendix A.2 ratios, Appendix A.4 kernel counts) or
 hand computations written out below; Theorems A.1/A.2 are checked by brute force over every
@@ -13,7 +13,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from rewire.experiments import robust_analysis as ra
+from rewire.experiments.robust_binary import analysis as ra
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,9 +8,11 @@ import pytest
 import torch
 from synthetic import tiny_dataset
 
+from rewire.attacks.trades import trades_loss
 from rewire.experiments import robust_binary as rb
 from rewire.experiments.engine import RunContext
 from rewire.pipeline.claims import claims_frame
+from rewire.sparse.masks import current_mask, sparse_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,6 +35,9 @@ def context(root) -> RunContext:
         ({"name": "x", "p": -0.5}, ">= 0"),
         ({"name": "x", "training": "magic"}, "unknown training"),
         ({"name": "x", "method": "hydra"}, "unknown method"),
+        ({"name": "x", "method": "finetune"}, "mask_from names the edge-popup row"),
+        ({"name": "x", "mask_from": "ours"}, "only those methods take it"),
+        ({"name": "x", "training": "trades", "trades_beta": -1.0}, "trades_beta"),
     ],
 )
 def test_bad_rows_stop_before_any_work(row, message):
@@ -76,7 +81,7 @@ def test_pgd_training_replaces_each_batch_inside_the_eps_ball():
     assert (adversarial - x).abs().max() > 0
 
 
-@pytest.mark.parametrize("training", ["pgd", "fast"])
+@pytest.mark.parametrize("training", ["pgd", "fast", "trades"])
 def test_one_run_trains_scores_only_records_robust_accuracy_and_is_found_again(tmp_path, training):
     ctx = context(tmp_path)
     setup = rb.RobustSetup(**BASE, training=training)
@@ -112,7 +117,14 @@ def test_claims_pair_rows_by_seed():
     assert verdicts["ours_nolbn"] == "reversed"
     assert verdicts["ours_skc"] == "holds"
     assert verdicts["binary_connect_small"] == "inconclusive at this scale"
+    assert verdicts["ours_pgd"] == "holds"  # within the paper's own fast-vs-PGD gap
     assert len(verdicts) == 5
+    claims = rb.robust_claims(pd.DataFrame(rows))
+    assert [c.margin for c in claims if c.b_label == "ours_pgd"] == [rb.FAST_MARGIN]
+    # at paper scale the fast row has its own name and the main row trains with PGD
+    renamed = pd.DataFrame(rows).replace({"row": {"ours_p01": "ours_fast", "ours_pgd": "ours_p01"}})
+    fast = [c for c in rb.robust_claims(renamed) if c.a_label == "ours_fast"]
+    assert len(fast) == 1 and fast[0].b_label == "ours_p01" and fast[0].kind == "at_least"
 
 
 def test_the_attacked_images_are_a_fixed_random_subset_not_the_first_ones():
@@ -122,3 +134,167 @@ def test_the_attacked_images_are_a_fixed_random_subset_not_the_first_ones():
     counts = torch.bincount(labels[a], minlength=10)
     assert counts.min() > 150  # every class is attacked (the first 2,000 would be two classes)
     assert rb.evaluation_subset(50, 2_000).numel() == 50
+
+
+def test_trades_training_back_propagates_the_trades_loss_with_its_own_generator():
+    setup = rb.RobustSetup(**BASE, training="trades", trades_beta=3.0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+
+    class Trainer:
+        pass
+
+    trainer = Trainer()
+    trainer.model = model
+    x = torch.rand(5, 3, 16, 16)
+    y = torch.tensor([0, 1, 2, 0, 2])
+    loss = rb.TRADESTraining(setup, seed=4).training_loss(trainer, x, y)
+    expected, _ = trades_loss(
+        model, x, y, beta=3.0, eps=setup.eps, step_size=setup.step_size, steps=setup.steps,
+        generator=torch.Generator().manual_seed(4),
+    )  # fmt: skip
+    assert torch.equal(loss, expected)
+    clean = torch.nn.functional.cross_entropy(model(x), y)
+    assert loss > clean  # beta > 0 and the adversary moved the prediction: the KL term is positive
+
+
+@pytest.mark.parametrize(("method", "weights"), [("finetune", "found"), ("retrain", "reinit")])
+def test_finetune_and_retrain_hold_the_found_mask_of_the_same_seed(tmp_path, method, weights):
+    ctx = context(tmp_path)
+    source = rb.RobustSetup(**BASE, training="clean")
+    found = rb.run_robust(ctx, source, 0, name="ours", subset={})
+    setup = rb.RobustSetup(**{**BASE, "training": "clean", "method": method, "mask_from": "ours", "lr": 0.01})
+    model, _, info = rb.build_model(ctx, setup, 0, found.model)
+    found_masks = {n: current_mask(m, "weight", recompute=True) for n, m, _ in sparse_modules(found.model)}
+    held = {n: p.mask for n, _, p in sparse_modules(model)}
+    assert held.keys() == found_masks.keys() and all(torch.equal(held[n], found_masks[n]) for n in held)
+    assert info["kept_total"] == sum(int(m.sum()) for m in found_masks.values())
+    name = next(iter(held))
+    module, found_module = (
+        model.get_submodule(name[: -len(".weight")]),
+        found.model.get_submodule(name[: -len(".weight")]),
+    )
+    same = torch.equal(module.parametrizations.weight.original, found_module.parametrizations.weight.original)
+    assert same == (weights == "found")
+    assert module.parametrizations.weight.original.requires_grad  # the weights train now
+    result = rb.run_robust(ctx, setup, 0, name=method, subset={}, found=found)
+    assert result.record["config"]["mask_from_run"] == found.run_dir.name
+    trained = {n: p.mask for n, _, p in sparse_modules(result.model)}
+    assert all(torch.equal(trained[n], found_masks[n]) for n in trained)  # the mask never moved
+    with pytest.raises(ValueError, match="found="):
+        rb.build_model(ctx, setup, 0)
+
+
+def test_a_plan_refuses_a_mask_source_that_is_not_an_earlier_edge_popup_row():
+    ours = rb.row_setup({"name": "ours"}, BASE)
+    ft = rb.row_setup({"name": "ft", "method": "finetune", "mask_from": "ours"}, BASE)
+    dense = rb.row_setup({"name": "dense", "method": "dense"}, BASE)
+    rb.check_plan([ours, ft])
+    with pytest.raises(ValueError, match="earlier edge_popup row; earlier edge_popup rows: ours"):
+        rb.check_plan([ours, dense, rb.row_setup({"name": "ft", "method": "finetune", "mask_from": "dense"}, BASE)])
+    with pytest.raises(ValueError, match="earlier edge_popup row"):
+        rb.check_plan([ft, ours])
+    with pytest.raises(ValueError, match="unique"):
+        rb.check_plan([ours, ours])
+    wider = rb.row_setup({"name": "ft", "method": "retrain", "mask_from": "ours", "widths": [4, 4, 4, 4]}, BASE)
+    with pytest.raises(ValueError, match="differs"):
+        rb.check_plan([ours, wider])
+
+
+@pytest.mark.parametrize(
+    ("fields", "dataset", "robust", "clean", "row"),
+    [
+        ({"training": "pgd", "p": 0.1}, "cifar10", 45.06, 76.59, "Ours, RN34-LBN, p = 0.1"),
+        ({"training": "fast", "p": 1.0}, "cifar10", 29.68, None, "Ours (fast), RN34-LBN, p = 1"),
+        ({"training": "pgd", "p": 0.1}, "cifar100", 34.83, 60.16, "Ours, RN34-LBN"),
+        ({"method": "dense", "training": "pgd"}, "cifar10", 42.39, 80.96, "AT, RN34-LBN, FP"),
+        (
+            {"method": "binary_connect", "training": "pgd", "last_bn": False},
+            "cifar10",
+            40.34,
+            74.37,
+            "AT, RN34, binary",
+        ),
+        ({"method": "dense", "training": "trades", "widths": (23, 25, 27, 29)}, "cifar10", 42.60, None, "TRADES"),
+        (
+            {"method": "dense", "training": "pgd", "widths": (23, 25, 27, 29)},
+            "cifar10",
+            42.01,
+            74.76,
+            "Small RN34-p0.1",
+        ),
+        (
+            {"training": "clean", "p": 0.5, "weight_init": "signed_kaiming_constant", "last_bn": False},
+            "cifar10",
+            None,
+            93.44,
+            "Table 8: p = 0.5, signed_kc, no LBN",
+        ),  # fmt: skip
+        ({"method": "dense", "training": "clean"}, "cifar100", None, 76.85, "Table 11: AT, RN34-LBN"),
+        ({"training": "pgd", "last_bn": False}, "cifar10", None, None, ""),
+        ({"training": "pgd"}, "svhn", None, None, ""),
+        ({"method": "binary_connect", "training": "fast", "widths": (1, 2, 2, 3)}, "cifar10", 32.54, 58.69, "Small"),
+    ],
+)
+def test_paper_numbers_beside_a_row_come_from_the_matching_cell(fields, dataset, robust, clean, row):
+    setup = rb.RobustSetup(**{**BASE, **fields})
+    cells = rb.paper_cells(setup, dataset, full_widths=BASE["widths"])
+    for key, expected in (("paper_robust_top1", robust), ("paper_clean_top1", clean)):
+        if expected is None:
+            assert cells[key] != cells[key]  # NaN: no such cell in the paper
+        else:
+            assert cells[key] == expected
+    assert row in cells["paper_row"]
+
+
+def test_a_row_may_run_fewer_seeds_but_only_among_the_scales():
+    assert rb.row_seeds({"name": "x"}, [0, 1, 2]) == [0, 1, 2]
+    assert rb.row_seeds({"name": "x", "seeds": [1]}, [0, 1, 2]) == [1]
+    assert rb.row_setup({"name": "x", "seeds": [1]}, BASE)[0] == "x"
+    with pytest.raises(ValueError, match="among the scale's"):
+        rb.row_seeds({"name": "x", "seeds": [5]}, [0, 1, 2])
+
+
+def test_a_resumed_fast_run_continues_with_the_cached_perturbations(tmp_path):
+    data = tiny_dataset()
+    loader = rb.IndexedBatchLoader(
+        data.train_images, data.train_labels, 6, shuffle=False, augment=False, mean=(0,) * 3, std=(1,) * 3
+    )
+    setup = rb.RobustSetup(**BASE, training="fast")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+
+    class Trainer:
+        pass
+
+    trainer = Trainer()
+    trainer.model = model
+    batches = iter(loader)
+    first = rb.FastATTATraining(setup, loader, seed=0)
+    x, y = next(batches)
+    first.on_batch_start(trainer, x, y)
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    resumed = rb.FastATTATraining(setup, loader, seed=7)  # another seed: another canvas until loaded
+    assert not torch.equal(resumed.cache.canvas, first.cache.canvas)
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert torch.equal(resumed.cache.canvas, first.cache.canvas)
+    x, y = next(batches)
+    a, _ = first.on_batch_start(trainer, x, y)
+    b, _ = resumed.on_batch_start(trainer, x, y)
+    assert torch.equal(a, b) and torch.equal(resumed.cache.canvas, first.cache.canvas)
+    other = rb.IndexedBatchLoader(
+        data.train_images[:12], data.train_labels[:12], 6, shuffle=False, augment=False, mean=(0,) * 3, std=(1,) * 3
+    )
+    with pytest.raises(ValueError, match="different training set"):
+        rb.FastATTATraining(setup, other, seed=0).load_state_dict(first.state_dict())
+
+
+def test_the_weight_count_is_the_kept_entries_of_sparse_layers_and_every_entry_of_dense_ones(tmp_path):
+    ctx = context(tmp_path)
+    dense, _, _ = rb.build_model(ctx, rb.RobustSetup(**BASE, method="dense"), 0)
+    total = sum(m.weight.numel() for m in dense.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert rb.weight_count(dense) == total
+    binary, _, _ = rb.build_model(ctx, rb.RobustSetup(**BASE, method="binary_connect"), 0)
+    assert rb.weight_count(binary) == total  # sign(w) is still one weight per entry
+    pruned, _, info = rb.build_model(ctx, rb.RobustSetup(**BASE), 0)
+    assert rb.weight_count(pruned) == info["kept_total"] < total

@@ -1,4 +1,4 @@
-"""The appendix numbers of Liu et al. (NeurIPS 2022) as transcribed in rewire.experiments.robust_paper."""
+"""The appendix numbers of Liu et al. (NeurIPS 2022) as transcribed in rewire.experiments.robust_binary.paper."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from rewire.experiments import robust_paper as rp
+from rewire.experiments.robust_binary import paper as rp
 
 
 def test_row_counts():

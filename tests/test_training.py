@@ -375,3 +375,40 @@ def test_bf16_precision_trains_in_bfloat16_with_float32_state(tmp_path):
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         TrainingHparams(epochs=1, precision="fp16")
+
+
+class ScaledLoss(Callback):
+    """Replaces the batch loss by ``scale`` times the cross-entropy (a loss the criterion cannot produce)."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def training_loss(self, trainer, inputs, targets):
+        return self.scale * F.cross_entropy(trainer.model(inputs), targets)
+
+
+class NeverDecides(Callback):
+    def training_loss(self, trainer, inputs, targets):
+        return None
+
+
+def test_a_callback_can_replace_the_training_loss_and_the_first_one_decides():
+    plain = TrainingHparams(epochs=1, lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant")
+    reference = make_run(None, hparams=plain, callbacks=[NeverDecides()])
+    reference.fit()
+    zero = make_run(None, hparams=plain, callbacks=[NeverDecides(), ScaledLoss(0.0), ScaledLoss(-1.0)])
+    before = [p.detach().clone() for p in zero.model.parameters()]
+    zero.fit()
+    assert zero.history.records[0]["train_loss"] == 0.0  # the scale-0 loss decided, not the later one
+    assert all(torch.equal(a, b) for a, b in zip(before, zero.model.parameters()))  # zero loss, no update
+    doubled = make_run(None, hparams=plain, callbacks=[ScaledLoss(2.0)])
+    doubled.fit()
+    half_lr = TrainingHparams(epochs=1, lr=0.2, momentum=0.0, weight_decay=0.0, schedule="constant")
+    equivalent = make_run(None, hparams=half_lr)  # 2·CE at lr 0.1 is CE at lr 0.2 under plain SGD
+    equivalent.fit()
+    for a, b in zip(doubled.model.parameters(), equivalent.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert doubled.history.records[0]["train_loss"] == pytest.approx(
+        2 * equivalent.history.records[0]["train_loss"], rel=1e-5
+    )
+    assert not torch.equal(next(reference.model.parameters()), next(equivalent.model.parameters()))

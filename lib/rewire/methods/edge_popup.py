@@ -70,6 +70,7 @@ from rewire.methods.registry import Method, register
 from rewire.methods.targeted_dropout import sparsify_targets
 from rewire.sparse.allocation import Allocation, adaptive_allocation, kept_count
 from rewire.sparse.masks import (
+    AssignedMask,
     Selector,
     SparseWeight,
     TopKSelector,
@@ -77,6 +78,7 @@ from rewire.sparse.masks import (
     is_sparse,
     resolve_tensor,
     sparse_modules,
+    sparsify,
 )
 
 __all__ = [
@@ -89,6 +91,8 @@ __all__ = [
     "default_targets",
     "apply_edge_popup",
     "kept_counts",
+    "FOUND_WEIGHTS",
+    "hold_found_mask",
     "score_parameters",
 ]
 
@@ -366,6 +370,51 @@ def kept_counts(model: nn.Module) -> dict[str, int]:
         for name, module, p in sparse_modules(model)
         if isinstance(p.selector, TopKScores)
     }
+
+
+FOUND_WEIGHTS = ("found", "reinit")
+
+
+def hold_found_mask(model: nn.Module, found: nn.Module, *, weights: str) -> dict[str, SparseWeight]:
+    """The lottery-style baselines of Liu et al. 2022 (the authors' ``adv_step_lottery`` trainers): hold the mask
+    edge-popup found in ``found`` (a trained edge-popup model of ``model``'s architecture) and train the weights
+    under it, the gradient reaching kept weights only (route ``masked``).
+
+    ``weights="found"`` (fine-tune) starts from ``found``'s frozen random weights, now trainable;
+    ``"reinit"`` (retrain) keeps ``model``'s own fresh initialisation. Every edge-popup tensor of ``found`` is
+    re-initialised here, the shortcut convolutions and the classifier included (the authors' retrain re-initialises
+    only modules whose names contain "conv"). Checked before ``model`` changes; returns ``{target: parametrization}``.
+    """
+    if weights not in FOUND_WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(FOUND_WEIGHTS)}, got {weights!r}")
+    found_masks = {
+        name: (
+            current_mask(module, name.rpartition(".")[2], recompute=True),
+            module.parametrizations[name.rpartition(".")[2]].original,
+        )
+        for name, module, p in sparse_modules(found)
+        if isinstance(p.selector, TopKScores)
+    }
+    if not found_masks:
+        raise ValueError(f"{type(found).__name__} has no edge-popup tensor: train an edge-popup row first")
+    for name, (mask, _) in found_masks.items():
+        module, tensor_name = resolve_tensor(model, name)
+        if is_sparse(module, tensor_name):
+            raise ValueError(f"{name!r} is already sparse in the model to train; build a fresh model")
+        if tuple(getattr(module, tensor_name).shape) != tuple(mask.shape):
+            raise ValueError(
+                f"{name!r}: the found mask has shape {tuple(mask.shape)}, the model's weight "
+                f"{tuple(getattr(module, tensor_name).shape)}: build the same architecture as the found network"
+            )
+    held = {}
+    for name, (mask, found_weight) in found_masks.items():
+        module, tensor_name = resolve_tensor(model, name)
+        if weights == "found":
+            with torch.no_grad():
+                getattr(module, tensor_name).copy_(found_weight)
+        held[name] = sparsify(module, tensor_name, selector=AssignedMask(), route="masked")
+        held[name].assign_mask(mask)
+    return held
 
 
 def score_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -199,6 +199,12 @@ class Callback:
         """Return ``(inputs, targets)`` to replace the batch, or None to keep it."""
         return None
 
+    def training_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Return this batch's loss to back-propagate instead of the trainer's criterion on the model's
+        output (e.g. TRADES: clean cross-entropy plus a KL term on adversarial inputs), or None to keep it.
+        The first callback that returns a loss decides; it runs inside the trainer's autocast."""
+        return None
+
     def on_after_backward(self, trainer: Trainer) -> None: ...
 
     def optimizer_step(self, trainer: Trainer, step) -> None:
@@ -342,7 +348,7 @@ class Trainer:
                     inputs, targets = replaced
             self._set_lr(batch_index)
             with autocast(self.hparams.precision, inputs.device):
-                loss = self.criterion(self.model(to_memory_format(inputs, self.hparams.precision)), targets)
+                loss = self._loss(inputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for cb in self.callbacks:
@@ -379,6 +385,13 @@ class Trainer:
             if self.epoch % self.hparams.checkpoint_every == 0 or self.epoch == self.hparams.epochs:
                 self.save_checkpoint(self.run_dir / self.CHECKPOINT_FILE)
         return record
+
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        for cb in self.callbacks:
+            loss = cb.training_loss(self, inputs, targets)
+            if loss is not None:
+                return loss
+        return self.criterion(self.model(to_memory_format(inputs, self.hparams.precision)), targets)
 
     def _validation(self) -> dict[str, float]:
         if self.validation_loader is None:

@@ -12,10 +12,15 @@ how it is made sparse or binary (``method``), and how it is trained (``training`
 ``dense``           full-precision adversarial training (affine BN), the paper's "AT" baseline
 ``binary_connect``  BinaryConnect AT: sign(w) forward, straight-through backward, latent weights clipped to
                     [-1, 1] (:mod:`rewire.models.binary_connect`); affine BN
+``finetune``        the authors' lottery-style baseline: the mask edge-popup found in the row ``mask_from`` (same
+                    seed) held fixed, its random weights trained in full precision
+                    (:func:`rewire.methods.edge_popup.hold_found_mask`)
+``retrain``         the same mask, the weights re-initialised and trained
 ==================  ==========================================================================================
 
 ``training``: ``pgd`` (Algorithm 1: PGD-10 at ε = 8/255, step 2/255, random start, trained on the final
-iterate), ``fast`` (Algorithm 2: FGSM with random start from ATTA's per-sample perturbation cache, the
+iterate), ``trades`` (TRADES, β = ``trades_beta``: clean cross-entropy plus β·KL to the
+adversarial prediction, :func:`rewire.attacks.trades.trades_loss`), ``fast`` (Algorithm 2: FGSM with random start from ATTA's per-sample perturbation cache, the
 augmentation moved into the attacker, :class:`rewire.attacks.fast.ATTACache`), or ``clean`` (the paper's
 "vanilla training", Table 8). The attack runs with batch norm in eval mode by default (``attack_bn_mode``);
 ``"train"`` is the authors' choice, which also updates the running statistics.
@@ -37,38 +42,52 @@ import torch.nn as nn
 
 from rewire.attacks.fast import ATTACache
 from rewire.attacks.pgd import pgd_linf, robust_accuracy
+from rewire.attacks.trades import trades_loss
+from rewire.data.datasets import normalisation_for
 from rewire.data.loader import BatchLoader
 from rewire.experiments.engine import ModelSpec, RunContext, RunResult
-from rewire.methods.edge_popup import apply_edge_popup, kept_counts
+from rewire.methods.edge_popup import apply_edge_popup, default_targets, hold_found_mask, kept_counts
 from rewire.models.binary_connect import attach_latent_clip, binarize_
+from rewire.pipeline.claims import DEFAULT_MARGIN
+from rewire.sparse.masks import current_mask, resolve_tensor, sparse_modules
 from rewire.train.trainer import Callback, TrainingHparams
 
 __all__ = [
     "DRIVER_MODULE",
     "METHODS",
     "TRAININGS",
+    "FOUND_MASK_METHODS",
+    "TRADES_BETA",
+    "FAST_MARGIN",
     "RobustSetup",
     "IndexedBatchLoader",
     "PGDTraining",
+    "TRADESTraining",
     "FastATTATraining",
     "RobustSelection",
     "build_model",
+    "weight_count",
     "hparams",
     "run_robust",
     "row_setup",
+    "check_plan",
+    "row_seeds",
+    "paper_cells",
     "evaluation_subset",
     "CLAIMS",
     "robust_claims",
 ]
 
-DRIVER_MODULE = "rewire.experiments.robust_binary"
-METHODS = ("edge_popup", "dense", "binary_connect")
-TRAININGS = ("pgd", "fast", "clean")
+DRIVER_MODULE = "rewire.experiments.robust_binary.driver"
+METHODS = ("edge_popup", "dense", "binary_connect", "finetune", "retrain")
+TRAININGS = ("pgd", "trades", "fast", "clean")
+FOUND_MASK_METHODS = {"finetune": "found", "retrain": "reinit"}  # method -> hold_found_mask's weights
 # The authors' CIFAR-10 recipe (configs/advprune/cifar10/resnet34/resnet34-binary-weights.yaml): SGD lr 0.1,
 # momentum 0.9, weight decay 5e-4 (on the scores), cosine per epoch, batch 256; FGSM's step 4/255 in the fast
-# configuration (Algorithm 2), PGD-10 at 2/255 (Section 4.1)
+# configuration (Algorithm 2), PGD-10 at 2/255 (Section 4.1); TRADES β = 6 (Table 9's TRADES rows)
 PAPER_LR, PAPER_WEIGHT_DECAY, PAPER_BATCH = 0.1, 5e-4, 256
 FAST_STEP = 4 / 255
+TRADES_BETA = 6.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,8 @@ class RobustSetup:
     score_init: str = "uniform"
     last_bn: bool = True
     training: str = "pgd"
+    trades_beta: float = TRADES_BETA
+    mask_from: str = ""  # finetune/retrain: the edge-popup row whose found mask (same seed) is held
     eps: float = 8 / 255
     step_size: float = 2 / 255
     steps: int = 10
@@ -113,24 +134,36 @@ class RobustSetup:
                 )
         if self.attack_bn_mode not in ("eval", "train"):
             raise ValueError(f"attack_bn_mode must be 'eval' or 'train', got {self.attack_bn_mode!r}")
+        if self.trades_beta < 0:
+            raise ValueError(f"trades_beta must be >= 0, got {self.trades_beta!r}")
+        if (self.method in FOUND_MASK_METHODS) != bool(self.mask_from):
+            raise ValueError(
+                f"method {self.method!r}: mask_from names the edge-popup row whose found mask finetune/retrain hold, "
+                f"and only those methods take it (got mask_from={self.mask_from!r})"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
-    def spec(self, num_classes: int) -> ModelSpec:
-        dense = self.method != "edge_popup"  # the baselines train affine BN (the authors' FP / BNN configs)
-        return ModelSpec(
-            self.model,
-            num_classes=num_classes,
-            kwargs={"widths": list(self.widths), "last_bn": self.last_bn, "affine_bn": dense},
-        )
+    def spec(self, num_classes: int, dataset: str = "cifar10") -> ModelSpec:
+        """The network; the FP and BNN baselines train affine BN (the authors' configs), the pruned networks and
+        the lottery-style rows (the found network's architecture) non-affine BN. Input normalisation inside the
+        model: the authors' CIFAR-10 constants (the model's default), another dataset's own statistics."""
+        affine = self.method in ("dense", "binary_connect")
+        kwargs: dict[str, Any] = {"widths": list(self.widths), "last_bn": self.last_bn, "affine_bn": affine}
+        if dataset != "cifar10":
+            mean, std = normalisation_for(dataset)
+            kwargs.update(mean=list(mean), std=list(std))
+        return ModelSpec(self.model, num_classes=num_classes, kwargs=kwargs)
 
 
 def hparams(setup: RobustSetup) -> TrainingHparams:
-    """The authors' recipe: SGD momentum 0.9, cosine per epoch from ``lr``, weight decay on every trainable tensor."""
+    """The authors' recipe: SGD momentum 0.9, cosine per epoch from ``lr``, weight decay on every trainable tensor.
+    The trainer's clean pass over the whole test set runs once, at the end (model selection reads the robust
+    validation of :class:`RobustSelection`, every ``eval_every`` epochs)."""
     return TrainingHparams(
         precision=setup.precision,
-        eval_every=min(setup.eval_every, setup.epochs),
+        eval_every=setup.epochs,
         epochs=setup.epochs,
         lr=setup.lr,
         momentum=0.9,
@@ -140,12 +173,23 @@ def hparams(setup: RobustSetup) -> TrainingHparams:
     )
 
 
-def build_model(ctx: RunContext, setup: RobustSetup, seed: int) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
-    """The run's network with its method attached; returns (model, spec, what to record: kept counts)."""
-    spec = setup.spec(len(ctx.data.classes))
+def build_model(
+    ctx: RunContext, setup: RobustSetup, seed: int, found: nn.Module | None = None
+) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """The run's network with its method attached; returns (model, spec, what to record: kept counts).
+    ``found``: for finetune/retrain, the trained edge-popup network of row ``setup.mask_from`` (same seed)."""
+    if (setup.method in FOUND_MASK_METHODS) != (found is not None):
+        raise ValueError(
+            f"method {setup.method!r}: pass the trained network of row {setup.mask_from!r} as found= "
+            "for finetune/retrain, and only for them"
+        )
+    spec = setup.spec(len(ctx.data.classes), getattr(ctx.data, "name", "cifar10"))
     model = ctx.build(spec, seed)
     info: dict[str, Any] = {}
-    if setup.method == "edge_popup":
+    if found is not None:
+        held = hold_found_mask(model, found, weights=FOUND_MASK_METHODS[setup.method])
+        info = {"kept_total": sum(int(p.mask.sum()) for p in held.values())}
+    elif setup.method == "edge_popup":
         apply_edge_popup(
             model, keep=setup.keep, p=setup.p, weight_init=setup.weight_init, score_init=setup.score_init, seed=seed
         )
@@ -154,6 +198,17 @@ def build_model(ctx: RunContext, setup: RobustSetup, seed: int) -> tuple[nn.Modu
     elif setup.method == "binary_connect":
         binarize_(model)
     return model, spec, info
+
+
+def weight_count(model: nn.Module) -> int:
+    """The convolution and linear weights that count (Table 9's "equal parameter count"): the kept entries of
+    a sparse tensor, every entry of a dense one (batch-norm statistics and scores not counted)."""
+    kept = sum(
+        int(current_mask(module, name.rpartition(".")[2], recompute=True).sum())
+        for name, module, _ in sparse_modules(model)
+    )
+    dense = (getattr(*resolve_tensor(model, target)).numel() for target in default_targets(model))
+    return kept + sum(dense)
 
 
 # ----------------------------------------------------------------------------------------- data with indices
@@ -217,11 +272,41 @@ class PGDTraining(Callback):
         self.generator.set_state(state["generator"])
 
 
+class TRADESTraining(Callback):
+    """TRADES (Zhang et al. 2019) as the training loss: CE(f(x), y) + β·KL(f(x) ‖ f(x_adv)), x_adv the inner
+    maximiser of the KL term (:func:`rewire.attacks.trades.trades_loss`)."""
+
+    def __init__(self, setup: RobustSetup, seed: int) -> None:
+        self.setup = setup
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def training_loss(self, trainer, inputs, targets):
+        s = self.setup
+        loss, _ = trades_loss(
+            trainer.model,
+            inputs,
+            targets,
+            beta=s.trades_beta,
+            eps=s.eps,
+            step_size=s.step_size,
+            steps=s.steps,
+            bn_mode=s.attack_bn_mode,
+            generator=self.generator,
+        )
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
 class FastATTATraining(Callback):
     """Algorithm 2: FGSM with random start from ATTA's cached perturbation, augmentation done by the attacker.
 
     The loader must be an :class:`IndexedBatchLoader` without augmentation; the cache is the training run's
-    memory (not in the checkpoint: a resumed fast run starts a fresh cache, a stated limitation)."""
+    memory and part of its checkpoint (a resumed run continues with the perturbations it had)."""
 
     def __init__(self, setup: RobustSetup, loader: IndexedBatchLoader, seed: int) -> None:
         if loader.augment:
@@ -247,6 +332,12 @@ class FastATTATraining(Callback):
         )
         return adversarial, targets
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"cache": self.cache.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cache.load_state_dict(state["cache"])
+
 
 class RobustSelection(Callback):
     """Robust validation accuracy (PGD-10) after evaluated epochs; the best epoch's state is kept, and at the end
@@ -266,7 +357,7 @@ class RobustSelection(Callback):
         epoch = record["epoch"]
         last = epoch == trainer.hparams.epochs
         model = trainer.model
-        if self.validation is not None and (epoch % trainer.hparams.eval_every == 0 or last):
+        if self.validation is not None and (epoch % self.setup.eval_every == 0 or last):
             accuracy = robust_accuracy(model, self.validation, n=self.setup.validation_images, **self._attack())
             record["val_clean_top1"] = 100 * accuracy.clean
             record["val_pgd_top1"] = 100 * accuracy.robust
@@ -344,15 +435,24 @@ def _pixel_loader(data, images, labels, batch_size, *, shuffle, augment, device,
     )
 
 
-def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, subset: dict[str, Any]) -> RunResult:
+def run_robust(
+    ctx: RunContext,
+    setup: RobustSetup,
+    seed: int,
+    *,
+    name: str,
+    subset: dict[str, Any],
+    found: RunResult | None = None,
+) -> RunResult:
     """Train (or find by its hash) one run of ``setup`` with run seed ``seed``; returns the engine's result.
 
     ``ctx.data`` is the training part and test set, ``ctx.validation`` the held-out part (its test split);
-    the loaders here yield pixels in [0, 1]."""
+    the loaders here yield pixels in [0, 1]. ``found``: for finetune/retrain, the run of row ``setup.mask_from``
+    with the same seed (its directory enters this run's identity)."""
     from rewire.experiments.engine import fit_run
     from rewire.train.runtime import Seeds
 
-    model, spec, info = build_model(ctx, setup, seed)
+    model, spec, info = build_model(ctx, setup, seed, None if found is None else found.model)
     seeds = Seeds.from_run_seed(seed)
     fast = setup.training == "fast"
     train = _pixel_loader(
@@ -387,6 +487,8 @@ def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, sub
     callbacks: list[Callback] = []
     if setup.training == "pgd":
         callbacks.append(PGDTraining(setup, seed))
+    elif setup.training == "trades":
+        callbacks.append(TRADESTraining(setup, seed))
     elif fast:
         callbacks.append(FastATTATraining(setup, train, seed))
     if setup.method == "binary_connect":
@@ -407,6 +509,8 @@ def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, sub
         },
         **subset,
     }
+    if found is not None:
+        config["mask_from_run"] = found.run_dir.name
     return fit_run(
         name,
         config,
@@ -430,8 +534,10 @@ def run_robust(ctx: RunContext, setup: RobustSetup, seed: int, *, name: str, sub
 
 def row_setup(row: dict[str, Any], base: dict[str, Any]) -> tuple[str, RobustSetup]:
     """``(name, setup)`` of one row of the notebook's ``rows`` list: its ``name`` and the fields of
-    :class:`RobustSetup` it overrides over ``base`` (the scale's common values). Unknown fields stop here."""
+    :class:`RobustSetup` it overrides over ``base`` (the scale's common values); a row's own ``seeds`` are read
+    by :func:`row_seeds`. Unknown fields stop here."""
     row = dict(row)
+    row.pop("seeds", None)
     name = row.pop("name", None)
     if not name or not isinstance(name, str):
         raise ValueError(f"every row needs a 'name', got {row!r}")
@@ -445,14 +551,126 @@ def row_setup(row: dict[str, Any], base: dict[str, Any]) -> tuple[str, RobustSet
     return name, RobustSetup(**values)
 
 
-# The paper's claims this repository decides, as (a, b, metric, kind, words, source) over row names; a claim
-# whose rows are not in the scale's plan is left out.
+def row_seeds(row: dict[str, Any], seeds: list[int]) -> list[int]:
+    """The seeds a row runs: its own ``seeds`` (e.g. one seed for a costly row outside the claims), else the
+    scale's. A row's seeds must be among the scale's, so that every run pairs with the other rows' runs."""
+    own = row.get("seeds")
+    if own is None:
+        return list(seeds)
+    if not isinstance(own, list) or not own or not set(own) <= set(seeds):
+        raise ValueError(f"row {row.get('name')!r}: seeds {own!r} must be a non-empty list among the scale's {seeds}")
+    return list(own)
+
+
+def paper_cells(
+    setup: RobustSetup, dataset: str = "cifar10", full_widths: tuple[int, ...] = (64, 128, 256, 512)
+) -> dict[str, Any]:
+    """The paper's numbers for the row nearest to ``setup`` (:mod:`rewire.experiments.robust_binary.paper`): robust
+    accuracy from Table 9 and clean accuracy from Table 10 (adversarial training) or Table 8 / Table 11 (vanilla,
+    ε = 0), with the paper's row named in ``paper_row``. The paper trains RN34 at 99 % pruning with its own
+    recipe: these are the reference, not the same setting at a reduced scale. No matching row: NaN.
+
+    A dense or BinaryConnect row narrower than the scale's ``full_widths`` is the paper's "small" network at an
+    equal parameter budget: Table 7's small RN34 for its p when the widths are Table 7's, else Small RN34-p0.1
+    (the budget of the main row, p = 0.1)."""
+    from rewire.experiments.robust_binary import paper
+    from rewire.models.resnet_robust import SMALL_RN34_WIDTHS
+
+    column = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "imagenet100": "ImageNet100"}.get(dataset)
+    nan = float("nan")
+    cells: dict[str, Any] = {"paper_row": "", "paper_robust_top1": nan, "paper_clean_top1": nan}
+    if column is None:
+        return cells
+    binary = setup.method in ("edge_popup", "binary_connect")
+    small = {tuple(w): p for p, w in SMALL_RN34_WIDTHS.items()}.get(tuple(setup.widths))
+    if small is None and setup.method in ("dense", "binary_connect") and tuple(setup.widths) != tuple(full_widths):
+        small = 0.1
+    architecture = f"Small RN34-p{small:.1f}" if small is not None else ("RN34-LBN" if setup.last_bn else "RN34")
+    if setup.training == "clean":
+        if setup.method == "edge_popup" and setup.last_bn is not None and dataset == "cifar10":
+            init = "signed_kc" if setup.weight_init == "signed_kaiming_constant" else "binary"
+            try:
+                cell = paper.table8(setup.p, init, setup.last_bn)
+            except ValueError:
+                return cells
+            lbn = "LBN" if setup.last_bn else "no LBN"
+            return {
+                **cells,
+                "paper_row": f"Table 8: p = {setup.p:g}, {init}, {lbn}",
+                "paper_clean_top1": cell.clean_top1,
+            }
+        method, table = "AT", paper.table11_rows
+    elif setup.method == "edge_popup":
+        if not setup.last_bn or setup.weight_init != "binary" or setup.p not in (0.1, 1.0):
+            return cells
+        method, table = ("Ours (fast)" if setup.training == "fast" else "Ours"), None
+        architecture = "RN34-LBN"
+    elif setup.method in ("dense", "binary_connect"):
+        method, table = ("TRADES" if setup.training == "trades" else "AT"), None
+    else:
+        return cells
+    strategy_p = setup.p if method.startswith("Ours") else None
+    if table is paper.table11_rows:
+        architecture = "Small RN34" if small is not None else architecture
+        rows = [r for r in table(column) if r.method == method and r.architecture == architecture]
+        if rows:
+            value = rows[0].binary_clean_top1 if binary else rows[0].fp_clean_top1
+            return {**cells, "paper_row": f"Table 11: {method}, {architecture}", "paper_clean_top1": value}
+        return cells
+    rows9 = [
+        r for r in paper.table9_rows(column) if r.method == method and r.architecture == architecture
+        and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
+    ]  # fmt: skip
+    if not rows9:
+        return cells
+    robust = rows9[0].binary_robust_top1 if binary else rows9[0].fp_robust_top1
+    clean_architecture = "Small RN34" if small == 0.1 else architecture
+    rows10 = [
+        r for r in paper.table10_rows(column) if r.method == method and r.architecture == clean_architecture
+        and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
+    ]  # fmt: skip
+    clean = (rows10[0].binary_clean_top1 if binary else rows10[0].fp_clean_top1) if rows10 else nan
+    kind = "binary" if binary else "FP"
+    label = f"Table 9/10: {method}, {architecture}{f', p = {strategy_p:g}' if strategy_p is not None else ''}, {kind}"
+    return {
+        **cells,
+        "paper_row": label,
+        "paper_robust_top1": nan if robust is None else robust,
+        "paper_clean_top1": nan if clean is None else clean,
+    }
+
+
+def check_plan(plan: list[tuple[str, RobustSetup]]) -> None:
+    """Row names are unique, and every finetune/retrain row's ``mask_from`` names an earlier edge-popup row of
+    the plan (its runs must exist first); stops before any work."""
+    seen: dict[str, RobustSetup] = {}
+    for name, setup in plan:
+        if name in seen:
+            raise ValueError(f"two rows are named {name!r}: row names must be unique")
+        if setup.mask_from:
+            source = seen.get(setup.mask_from)
+            if source is None or source.method != "edge_popup":
+                earlier = [n for n, s in seen.items() if s.method == "edge_popup"]
+                raise ValueError(
+                    f"row {name!r}: mask_from={setup.mask_from!r} must name an earlier edge_popup row; "
+                    f"earlier edge_popup rows: {', '.join(earlier) or 'none'}"
+                )
+            if source.model != setup.model or source.widths != setup.widths:
+                raise ValueError(f"row {name!r}: the found mask's network ({source.model}, {source.widths}) differs")
+        seen[name] = setup
+
+
+# The paper's claims this repository decides, as (a, b, metric, kind, margin, words, source) over row names; a
+# claim whose rows are not in the scale's plan is left out. Fast training is the main row at cpu scale (ours_p01
+# vs ours_pgd) and a row of its own at paper scale (ours_fast vs ours_p01, trained with PGD).
+FAST_MARGIN = 5.0  # "a small accuracy loss": the paper's own gap, 45.06 (PGD) vs 40.77 (fast) AutoAttack, Table 9
 CLAIMS = (
     (
         "ours_p01",
         "ours_p1",
         "test_pgd_top1",
         "greater",
+        DEFAULT_MARGIN,
         "adaptive pruning (p = 0.1) beats a fixed rate (p = 1) at a high pruning rate (robust accuracy)",
         "Section 3.2, Table 9",
     ),
@@ -461,6 +679,7 @@ CLAIMS = (
         "ours_nolbn",
         "test_pgd_top1",
         "greater",
+        DEFAULT_MARGIN,
         "the last batch norm helps the binary network (robust accuracy)",
         "Section 3.3, Table 8",
     ),
@@ -469,6 +688,7 @@ CLAIMS = (
         "ours_skc",
         "test_pgd_top1",
         "equivalent",
+        DEFAULT_MARGIN,
         "binary initialisation matches the signed Kaiming constant (robust accuracy)",
         "Section 3.1, Table 8",
     ),
@@ -477,6 +697,7 @@ CLAIMS = (
         "binary_connect_small",
         "test_pgd_top1",
         "greater",
+        DEFAULT_MARGIN,
         "ours beats BinaryConnect adversarial training at an equal parameter count (robust accuracy)",
         "Table 9",
     ),
@@ -485,8 +706,18 @@ CLAIMS = (
         "ours_pgd",
         "test_pgd_top1",
         "at_least",
-        "fast training loses little robust accuracy against PGD training",
-        "Section 4, Algorithm 2",
+        FAST_MARGIN,
+        "fast training (FGSM + ATTA) loses little robust accuracy against PGD training",
+        "Section 4, Algorithm 2, Table 9",
+    ),
+    (
+        "ours_fast",
+        "ours_p01",
+        "test_pgd_top1",
+        "at_least",
+        FAST_MARGIN,
+        "fast training (FGSM + ATTA) loses little robust accuracy against PGD training",
+        "Section 4, Algorithm 2, Table 9",
     ),
 )
 
@@ -496,11 +727,13 @@ def robust_claims(per_run) -> list:
     from rewire.pipeline.claims import Claim
 
     found = []
-    for a, b, metric, kind, words, source in CLAIMS:
+    for a, b, metric, kind, margin, words, source in CLAIMS:
         sides = []
         for key in (a, b):
             rows = per_run[per_run.row == key]
             sides.append(dict(zip(rows.seed.astype(int), rows[metric].astype(float))))
         if len(set(sides[0]) & set(sides[1])) >= 2:
-            found.append(Claim("Robust binary", words, a, sides[0], b, sides[1], kind=kind, source=source))
+            found.append(
+                Claim("Robust binary", words, a, sides[0], b, sides[1], kind=kind, margin=margin, source=source)
+            )
     return found
