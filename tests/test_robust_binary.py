@@ -298,3 +298,22 @@ def test_the_weight_count_is_the_kept_entries_of_sparse_layers_and_every_entry_o
     assert rb.weight_count(binary) == total  # sign(w) is still one weight per entry
     pruned, _, info = rb.build_model(ctx, rb.RobustSetup(**BASE), 0)
     assert rb.weight_count(pruned) == info["kept_total"] < total
+
+
+def test_a_cifar100_run_normalises_with_its_own_statistics_and_predicts_its_classes(tmp_path):
+    from rewire.data import CIFAR100_MEAN, CIFAR100_STD, ImageDataset
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(5).repeat_interleave(6)
+    images = torch.randint(0, 256, (30, 3, 16, 16), generator=g, dtype=torch.uint8)
+    data = ImageDataset("cifar100", tuple("abcde"), images, labels, images[:10], labels[:10], {"kind": "synthetic"})
+    train, held_out = data.train_validation_split(0.2, seed=0)
+    ctx = RunContext(train, torch.device("cpu"), 6, tmp_path, eval_batch_size=6, progress=False, validation=held_out)
+    setup = rb.RobustSetup(**{**BASE, "training": "clean"})
+    assert setup.spec(5, "cifar10").kwargs.get("mean") is None  # the authors' CIFAR-10 constants, the default
+    result = rb.run_robust(ctx, setup, 0, name="c100", subset={})
+    normalize = result.model.normalize
+    assert torch.allclose(normalize.mean.flatten(), torch.tensor(CIFAR100_MEAN))
+    assert torch.allclose(normalize.std.flatten(), torch.tensor(CIFAR100_STD))
+    with torch.no_grad():
+        assert result.model.eval()(torch.rand(2, 3, 16, 16)).shape == (2, 5)

@@ -393,13 +393,16 @@ def _density(mask: torch.Tensor) -> str:
     return f"{int(mask.sum())}/{mask.numel()} kept ({mask.float().mean().item():.2%})"
 
 
-def plot_layer_mask(mask: torch.Tensor, *, title: str | None = None, ax: Axes | None = None) -> Figure:
+def plot_layer_mask(
+    mask: torch.Tensor, *, title: str | None = None, ax: Axes | None = None, caption: str | None = None
+) -> Figure:
     """Figure 5: one conv mask as the ``(r_out * kh, r_in * kw)`` grid of :func:`kernel_grid`.
 
     Kept weights blue on white; the columns of input channels without a kept weight shaded orange; above
     the grid a bar with one cell per input channel, white if empty, blue otherwise. Axes are in channel
     units (each kernel a ``kh x kw`` square). Draws into ``ax`` (a bar axis is appended next to it) or a
-    new figure; returns the figure (2 axes: grid and bar).
+    new figure; returns the figure (2 axes: grid and bar). ``caption``: a grey line under the legend (e.g. the
+    run's label).
     """
     import matplotlib.pyplot as plt
     from mpl_toolkits.axes_grid1 import make_axes_locatable
@@ -431,6 +434,8 @@ def plot_layer_mask(mask: torch.Tensor, *, title: str | None = None, ax: Axes | 
         frameon=False,
         fontsize=8,
     )
+    if caption:
+        ax.text(0.5, -0.2, caption, transform=ax.transAxes, ha="center", va="top", fontsize=8, color="0.35")
     return fig
 
 
@@ -462,6 +467,7 @@ def plot_consecutive_masks(
     *,
     titles: Sequence[str] = ("layer1", "layer2"),
     random_pair: tuple[torch.Tensor, torch.Tensor] | None = None,
+    caption: str | None = None,
 ) -> Figure:
     """Figure 3: two consecutive conv masks of one residual block, side by side with shared rows.
 
@@ -472,7 +478,8 @@ def plot_consecutive_masks(
     empty, blue = non-empty); aligned pruning shows as white cells facing each other.
 
     ``random_pair`` (two masks of the same shapes, e.g. :func:`random_mask_like` of each): a second row
-    drawn the same way, the chance level. Returns the figure (4 axes per row: 2 grids, 2 bars).
+    drawn the same way, the chance level. ``caption``: a grey line under the legend (e.g. the run's label).
+    Returns the figure (4 axes per row: 2 grids, 2 bars).
     ``ValueError`` if the masks are not 4-D, not consecutive, or ``random_pair`` has other shapes.
     """
     import matplotlib.pyplot as plt
@@ -510,6 +517,10 @@ def plot_consecutive_masks(
         f"(layer 1 outputs {int(out1.sum())}, layer 2 inputs {int(in2.sum())}; unrelated sets: {expected:.2f})",
         fontsize=10,
     )
-    fig.legend(handles=_legend_handles(), loc="lower center", ncol=3, frameon=False, fontsize=8)
+    fig.legend(
+        handles=_legend_handles(), loc="lower center", bbox_to_anchor=(0.5, 0.02), ncol=3, frameon=False, fontsize=8
+    )
+    if caption:
+        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8, color="0.35")
     fig.subplots_adjust(bottom=0.1, top=0.88 if len(rows) == 1 else 0.92, hspace=0.4, wspace=0.3)
     return fig
