@@ -117,6 +117,7 @@ class BatchLoader:
         self._order_generator = torch.Generator(device="cpu").manual_seed(self.order_seed)
         self._augmentation_generator = torch.Generator(device="cpu").manual_seed(self.augmentation_seed)
         self._epoch = 0
+        self.last_index: torch.Tensor | None = None  # dataset indices of the batch yielded last
 
     @property
     def num_examples(self) -> int:
@@ -159,6 +160,7 @@ class BatchLoader:
                 if self.augment:
                     stop = start + idx.numel()
                     x = crop_and_flip(x, top[start:stop], left[start:stop], flip[start:stop], self.crop_padding)
+                self.last_index = idx  # the dataset indices of this batch (ATTA's per-sample cache reads them)
                 yield self.normalise(x), self.labels[idx]
 
         return batches()

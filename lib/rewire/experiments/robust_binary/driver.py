@@ -215,9 +215,9 @@ def weight_count(model: nn.Module) -> int:
 
 
 class IndexedBatchLoader(BatchLoader):
-    """A :class:`rewire.data.BatchLoader` that remembers the dataset indices of the batch it yielded last
-    (``last_index``), for ATTA's per-sample cache. Pixels stay in [0, 1] (normalisation is inside the model).
-    It never augments (ATTA augments inside the attacker), so ``augment=True`` is refused."""
+    """A :class:`rewire.data.BatchLoader` for ATTA's per-sample cache: ``last_index`` (set by every BatchLoader)
+    names the dataset indices of the batch it yielded last. Pixels stay in [0, 1] (normalisation is inside the
+    model). It never augments (ATTA augments inside the attacker), so ``augment=True`` is refused."""
 
     def __init__(self, *args, **kwargs) -> None:
         if kwargs.get("augment"):
@@ -225,20 +225,6 @@ class IndexedBatchLoader(BatchLoader):
                 "IndexedBatchLoader yields un-augmented images (ATTA augments in the attacker): augment=False"
             )
         super().__init__(*args, **kwargs)
-
-    def __iter__(self):
-        n = self.num_examples
-        order = torch.randperm(n, generator=self._order_generator) if self.shuffle else torch.arange(n)
-        self._epoch += 1
-        limit = len(self) * self.batch_size if self.drop_last else n
-
-        def batches():
-            for start in range(0, limit, self.batch_size):
-                index = order[start : start + self.batch_size]
-                self.last_index = index
-                yield self.normalise(self.images[index.to(self.device)]), self.labels[index.to(self.device)]
-
-        return batches()
 
 
 # ------------------------------------------------------------------------------------------------ callbacks
