@@ -317,3 +317,27 @@ def test_a_cifar100_run_normalises_with_its_own_statistics_and_predicts_its_clas
     assert torch.allclose(normalize.std.flatten(), torch.tensor(CIFAR100_STD))
     with torch.no_grad():
         assert result.model.eval()(torch.rand(2, 3, 16, 16)).shape == (2, 5)
+
+
+def test_a_rows_recipe_knobs_reach_the_trainer_and_leave_existing_identities_alone(tmp_path):
+    name, fp_at = rb.row_setup(
+        {"name": "fp", "method": "dense", "schedule": "multistep", "milestones": [200, 300], "batch_size": 512}, BASE
+    )
+    recipe = rb.hparams(fp_at)
+    assert (recipe.schedule, recipe.milestones, recipe.optimizer) == ("multistep", (200, 300), "sgd")
+    _, bnn = rb.row_setup({"name": "bnn", "method": "binary_connect", "optimizer": "adam", "lr": 1e-4}, BASE)
+    assert rb.hparams(bnn).optimizer == "adam" and rb.hparams(bnn).lr == 1e-4
+    # the recipe knobs live in the recipe (hparams) and the config's batch size, not twice in the setup's fields
+    assert not set(rb.RECIPE_FIELDS) & set(fp_at.as_dict())
+    default = rb.hparams(rb.RobustSetup(**BASE))
+    assert (default.optimizer, default.momentum, default.schedule, default.milestones) == ("sgd", 0.9, "cosine", ())
+    assert (default.warmup_epochs, default.label_smoothing) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="row 'x'.*optimizer"):
+        rb.row_setup({"name": "x", "optimizer": "lamb"}, BASE)
+    with pytest.raises(ValueError, match="batch_size"):
+        rb.row_setup({"name": "x", "batch_size": -4}, BASE)
+    ctx = context(tmp_path)
+    result = rb.run_robust(
+        ctx, rb.RobustSetup(**{**BASE, "training": "clean", "batch_size": 4}), 0, name="b4", subset={}
+    )
+    assert result.record["config"]["batch_size"] == 4 and result.final["step"] == len(ctx.data.train_labels) // 4

@@ -58,6 +58,7 @@ __all__ = [
     "TRAININGS",
     "FOUND_MASK_METHODS",
     "TRADES_BETA",
+    "RECIPE_FIELDS",
     "FAST_MARGIN",
     "RobustSetup",
     "IndexedBatchLoader",
@@ -88,6 +89,8 @@ FOUND_MASK_METHODS = {"finetune": "found", "retrain": "reinit"}  # method -> hol
 PAPER_LR, PAPER_WEIGHT_DECAY, PAPER_BATCH = 0.1, 5e-4, 256
 FAST_STEP = 4 / 255
 TRADES_BETA = 6.0
+# RobustSetup fields that only shape the training recipe (TrainingHparams, checked there) or the batch size
+RECIPE_FIELDS = ("optimizer", "momentum", "schedule", "milestones", "warmup_epochs", "label_smoothing", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,15 @@ class RobustSetup:
     eval_every: int = 1
     validation_images: int = 1000  # robust validation per evaluation (the authors: 1,000 held-out images)
     test_images: int = 10000  # PGD-10 on this many test images at the end
+    # The recipe's other knobs (RECIPE_FIELDS): they enter the run's identity through its recipe (hparams), and
+    # the batch size through the run's config, so they are not repeated in as_dict
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = ()
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    batch_size: int = 0  # 0: the scale's batch size
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -134,6 +146,8 @@ class RobustSetup:
                 )
         if self.attack_bn_mode not in ("eval", "train"):
             raise ValueError(f"attack_bn_mode must be 'eval' or 'train', got {self.attack_bn_mode!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 0:
+            raise ValueError(f"batch_size must be a positive int, or 0 for the scale's, got {self.batch_size!r}")
         if self.trades_beta < 0:
             raise ValueError(f"trades_beta must be >= 0, got {self.trades_beta!r}")
         if (self.method in FOUND_MASK_METHODS) != bool(self.mask_from):
@@ -143,7 +157,12 @@ class RobustSetup:
             )
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """The setup's fields for the run's config, without :data:`RECIPE_FIELDS` (recorded in the recipe)."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(self).items()
+            if k not in RECIPE_FIELDS
+        }
 
     def spec(self, num_classes: int, dataset: str = "cifar10") -> ModelSpec:
         """The network; the FP and BNN baselines train affine BN (the authors' configs), the pruned networks and
@@ -158,18 +177,23 @@ class RobustSetup:
 
 
 def hparams(setup: RobustSetup) -> TrainingHparams:
-    """The authors' recipe: SGD momentum 0.9, cosine per epoch from ``lr``, weight decay on every trainable tensor.
-    The trainer's clean pass over the whole test set runs once, at the end (model selection reads the robust
-    validation of :class:`RobustSelection`, every ``eval_every`` epochs)."""
+    """The recipe, per epoch: by default the authors' pruning recipe (SGD momentum 0.9, cosine from ``lr``, weight
+    decay on every trainable tensor); the baselines' own recipes set ``optimizer``, ``schedule``/``milestones`` and
+    the rest (the paper scale's rows). The trainer's clean pass over the whole test set runs once, at the end (model
+    selection reads the robust validation of :class:`RobustSelection`, every ``eval_every`` epochs)."""
     return TrainingHparams(
         precision=setup.precision,
         eval_every=setup.epochs,
         epochs=setup.epochs,
+        optimizer=setup.optimizer,
         lr=setup.lr,
-        momentum=0.9,
+        momentum=setup.momentum,
         weight_decay=setup.weight_decay,
-        schedule="cosine",
+        schedule=setup.schedule,
+        milestones=tuple(setup.milestones),
         schedule_step="epoch",
+        warmup_epochs=setup.warmup_epochs,
+        label_smoothing=setup.label_smoothing,
     )
 
 
@@ -429,7 +453,7 @@ def run_robust(
         ctx.data,
         ctx.data.train_images,
         ctx.data.train_labels,
-        ctx.batch_size,
+        setup.batch_size or ctx.batch_size,
         shuffle=True,
         augment=not fast,
         device=ctx.device,
@@ -470,7 +494,7 @@ def run_robust(
         "setup": setup.as_dict(),
         "model": spec.as_dict(),
         "seed": seed,
-        "batch_size": ctx.batch_size,
+        "batch_size": setup.batch_size or ctx.batch_size,
         "data": {
             "name": getattr(ctx.data, "name", None),
             "source": ctx.data.source.get("kind", "unknown"),
@@ -516,9 +540,15 @@ def row_setup(row: dict[str, Any], base: dict[str, Any]) -> tuple[str, RobustSet
     if unknown:
         raise ValueError(f"row {name!r}: unknown fields {unknown}; known: {', '.join(sorted(fields))}")
     values = {**base, **row}
-    if "widths" in values:
-        values["widths"] = tuple(values["widths"])
-    return name, RobustSetup(**values)
+    for key in ("widths", "milestones"):
+        if key in values:
+            values[key] = tuple(values[key])
+    setup = RobustSetup(**values)
+    try:
+        hparams(setup)  # the recipe's own checks (optimizer, schedule, ...), before any work
+    except ValueError as error:
+        raise ValueError(f"row {name!r}: {error}") from None
+    return name, setup
 
 
 def row_seeds(row: dict[str, Any], seeds: list[int]) -> list[int]:
