@@ -16,7 +16,7 @@ SHARED_ARCHIVE := $(abspath ../shared/datasets/cifar10-jpeg.tar.gz)
 REWIRE_DATA_ARCHIVE ?= $(if $(wildcard $(SHARED_ARCHIVE)),$(SHARED_ARCHIVE),)
 export REWIRE_DATA_ARCHIVE
 
-.PHONY: help venv data repro repro-smoke test unit lint format lab benchmark gpu-check models clean-results
+.PHONY: help venv data repro repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models clean-results
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,9 @@ lab: venv data ## JupyterLab on the venv's kernel, opened at the repository root
 
 benchmark: venv data ## run the benchmarks in benchmarks/ and write their JSON results
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+robust-imagenet100: venv ## paper scale on GPUs: robust binary subnetworks on ImageNet-100 (needs data/raw/imagenet100)
+	python -m rewire.pipeline notebooks/04_robust_binary.ipynb --stage robust_binary_imagenet100 --scale paper --out results/robust_binary_imagenet100
 
 gpu-check: venv data ## on a CUDA machine: CUDA tests, every notebook at smoke scale, benchmarks -> reports/gpu_check.json
 	python tools/gpu_check.py --out reports/gpu_check.json

@@ -3,6 +3,8 @@ the claims."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -341,3 +343,67 @@ def test_a_rows_recipe_knobs_reach_the_trainer_and_leave_existing_identities_alo
         ctx, rb.RobustSetup(**{**BASE, "training": "clean", "batch_size": 4}), 0, name="b4", subset={}
     )
     assert result.record["config"]["batch_size"] == 4 and result.final["step"] == len(ctx.data.train_labels) // 4
+
+
+def test_an_imagenet100_style_run_resizes_a_folder_and_keeps_its_perturbations_at_an_eighth(tmp_path, monkeypatch):
+    """The ImageNet-100 path on a generated image folder: images resized at load, the 7x7-stem ResNet-34,
+    fast training at 2/255 with FGSM's step 1/255, the ATTA cache stored at 1/8 resolution (H > 160)."""
+    import numpy as np
+    from PIL import Image
+
+    from rewire import data as rdata
+    from rewire.attacks.fast import ATTACache
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 5), ("val", 2)):
+        for cls in ("n01", "n02", "n03"):
+            folder = tmp_path / "raw" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (180, 200, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+    data = rdata.load("imagenet100", root=tmp_path / "data", archive=tmp_path / "raw", image_size=168)
+    assert tuple(data.train_images.shape[1:]) == (3, 168, 168) and data.num_classes == 3
+    train, held_out = data.train_validation_split(0.2, seed=0)
+    ctx = RunContext(train, torch.device("cpu"), 4, tmp_path / "ck", eval_batch_size=4, progress=False,
+                     validation=held_out)  # fmt: skip
+    setup = rb.RobustSetup(
+        **{**BASE, "model": "resnet34_imagenet", "widths": (2, 2, 2, 2), "training": "fast", "eps": 2 / 255,
+           "step_size": 0.5 / 255, "fast_step": 1 / 255, "momentum": 0.875, "warmup_epochs": 1.0}
+    )  # fmt: skip
+    assert setup.as_dict()["fast_step"] == 1 / 255 and "fast_step" not in rb.RobustSetup(**BASE).as_dict()
+    result = rb.run_robust(ctx, setup, 0, name="in100", subset={"image_size": 168})
+    assert (
+        result.final["test_images_attacked"] == 6 and result.final["test_pgd_top1"] <= result.final["test_clean_top1"]
+    )
+    assert result.model.eval()(torch.rand(1, 3, 168, 168)).shape == (1, 3)
+    loader = rb.IndexedBatchLoader(train.train_images, train.train_labels, 4, shuffle=False, augment=False,
+                                   mean=(0,) * 3, std=(1,) * 3)  # fmt: skip
+    cache = rb.FastATTATraining(setup, loader, 0).cache
+    assert isinstance(cache, ATTACache) and cache.compress == 8 and tuple(cache.canvas.shape[1:]) == (3, 22, 22)
+    callback, asked = rb.FastATTATraining(setup, loader, 0), {}
+    monkeypatch.setattr(
+        callback.cache, "perturb", lambda *args, **kwargs: asked.update(kwargs) or (args[1], None, None)
+    )
+    batch = next(iter(loader))
+    callback.on_batch_start(type("T", (), {"model": result.model})(), *batch)
+    assert asked["step_size"] == 1 / 255  # FGSM's step is the row's, not the CIFAR default
+    cells = rb.paper_cells(rb.RobustSetup(**{**BASE, "training": "pgd"}), "imagenet100")
+    assert cells["paper_clean_top1"] == 58.94 and cells["paper_robust_top1"] != cells["paper_robust_top1"]
+
+
+def test_the_imagenet100_block_holds_valid_rows_for_the_notebook():
+    import yaml
+
+    from rewire.pipeline import params as params_module
+
+    root = Path(__file__).resolve().parents[1]
+    block = yaml.safe_load((root / "params.yaml").read_text())["paper"]["robust_binary_imagenet100"]
+    params_module.check_values(
+        block, params_module.notebook_parameters(root / "notebooks/04_robust_binary.ipynb"), where="imagenet100"
+    )
+    base = dict(model=block["model"], widths=tuple(block["widths"]), keep=block["keep"], eps=block["eps_255"] / 255,
+                step_size=block["step_255"] / 255, epochs=block["epochs"])  # fmt: skip
+    plan = [rb.row_setup(row, base) for row in block["rows"]]
+    rb.check_plan(plan)
+    fast = dict(plan)["ours_p01"]
+    assert fast.fast_step == pytest.approx(1 / 255) and fast.eps == pytest.approx(2 / 255)

@@ -59,6 +59,7 @@ __all__ = [
     "FOUND_MASK_METHODS",
     "TRADES_BETA",
     "RECIPE_FIELDS",
+    "IDENTITY_DEFAULTS",
     "FAST_MARGIN",
     "RobustSetup",
     "IndexedBatchLoader",
@@ -90,6 +91,7 @@ PAPER_LR, PAPER_WEIGHT_DECAY, PAPER_BATCH = 0.1, 5e-4, 256
 FAST_STEP = 4 / 255
 TRADES_BETA = 6.0
 # RobustSetup fields that only shape the training recipe (TrainingHparams, checked there) or the batch size
+IDENTITY_DEFAULTS = {"fast_step": FAST_STEP}
 RECIPE_FIELDS = ("optimizer", "momentum", "schedule", "milestones", "warmup_epochs", "label_smoothing", "batch_size")
 
 
@@ -128,6 +130,9 @@ class RobustSetup:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     batch_size: int = 0  # 0: the scale's batch size
+    # Added after the first runs were recorded: part of a run's identity only when it differs from its default
+    # (IDENTITY_DEFAULTS), so the runs recorded before keep their directories. Never change these defaults.
+    fast_step: float = FAST_STEP  # FGSM's step in fast training (ImageNet-100: 1/255)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -138,7 +143,7 @@ class RobustSetup:
             raise ValueError(f"keep is the fraction of weights kept, in (0, 1]; got {self.keep!r}")
         if self.p < 0:
             raise ValueError(f"the allocation exponent p must be >= 0, got {self.p!r}")
-        for name in ("eps", "step_size"):
+        for name in ("eps", "step_size", "fast_step"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(
@@ -161,7 +166,7 @@ class RobustSetup:
         return {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(self).items()
-            if k not in RECIPE_FIELDS
+            if k not in RECIPE_FIELDS and not (k in IDENTITY_DEFAULTS and v == IDENTITY_DEFAULTS[k])
         }
 
     def spec(self, num_classes: int, dataset: str = "cifar10") -> ModelSpec:
@@ -321,7 +326,7 @@ class FastATTATraining(Callback):
             inputs,
             targets,
             self.loader.last_index,
-            step_size=FAST_STEP,
+            step_size=self.setup.fast_step,
             bn_mode=self.setup.attack_bn_mode,
         )
         return adversarial, targets
@@ -617,18 +622,22 @@ def paper_cells(
             value = rows[0].binary_clean_top1 if binary else rows[0].fp_clean_top1
             return {**cells, "paper_row": f"Table 11: {method}, {architecture}", "paper_clean_top1": value}
         return cells
+    try:
+        table9 = paper.table9_rows(column)
+    except ValueError:  # Table 9 has CIFAR-10 and CIFAR-100 only; ImageNet-100 rows have Table 10's clean cell
+        table9 = ()
     rows9 = [
-        r for r in paper.table9_rows(column) if r.method == method and r.architecture == architecture
+        r for r in table9 if r.method == method and r.architecture == architecture
         and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
     ]  # fmt: skip
-    if not rows9:
-        return cells
-    robust = rows9[0].binary_robust_top1 if binary else rows9[0].fp_robust_top1
+    robust = (rows9[0].binary_robust_top1 if binary else rows9[0].fp_robust_top1) if rows9 else None
     clean_architecture = "Small RN34" if small == 0.1 else architecture
     rows10 = [
         r for r in paper.table10_rows(column) if r.method == method and r.architecture == clean_architecture
         and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
     ]  # fmt: skip
+    if not rows9 and not rows10:
+        return cells
     clean = (rows10[0].binary_clean_top1 if binary else rows10[0].fp_clean_top1) if rows10 else nan
     kind = "binary" if binary else "FP"
     label = f"Table 9/10: {method}, {architecture}{f', p = {strategy_p:g}' if strategy_p is not None else ''}, {kind}"
