@@ -19,11 +19,15 @@ how it is made sparse or binary (``method``), and how it is trained (``training`
 ==================  ==========================================================================================
 
 ``training``: ``pgd`` (Algorithm 1: PGD-10 at ε = 8/255, step 2/255, random start, trained on the final
-iterate), ``trades`` (TRADES, β = ``trades_beta``: clean cross-entropy plus β·KL to the
-adversarial prediction, :func:`rewire.attacks.trades.trades_loss`), ``fast`` (Algorithm 2: FGSM with random start from ATTA's per-sample perturbation cache, the
-augmentation moved into the attacker, :class:`rewire.attacks.fast.ATTACache`), or ``clean`` (the paper's
-"vanilla training", Table 8). The attack runs with batch norm in eval mode by default (``attack_bn_mode``);
-``"train"`` is the authors' choice, which also updates the running statistics.
+iterate), ``trades`` (TRADES, β = ``trades_beta``: clean cross-entropy plus β·KL to the adversarial prediction,
+:func:`rewire.attacks.trades.trades_loss`), ``fast`` (Algorithm 2: FGSM with random start, step ``fast_step``,
+from ATTA's per-sample perturbation cache, the augmentation moved into the attacker,
+:class:`rewire.attacks.fast.ATTACache`), or ``clean`` (the paper's "vanilla training", Table 8). The attack runs
+with batch norm in eval mode by default (``attack_bn_mode``); ``"train"`` is the authors' choice, which also
+updates the running statistics.
+
+The recipe is the authors' pruning recipe (SGD momentum 0.9, cosine per epoch) unless a row sets its own
+(:data:`RECIPE_FIELDS`: the paper scale's FP AT and BinaryConnect rows use the authors' recipes for them).
 
 Model selection as the authors: a seeded validation split of the training set, robust (PGD-10) validation
 accuracy after every ``eval_every`` epochs; the best epoch's state is kept and evaluated on the test set at the
