@@ -4,6 +4,7 @@ the claims."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -19,6 +20,12 @@ from rewire.sparse.masks import current_mask, sparse_modules
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 BASE = dict(model="cresnet18", widths=(2, 2, 4, 4), keep=0.3, epochs=1, steps=2, validation_images=3, test_images=6)
+
+
+def linear_model_and_trainer():
+    """A linear classifier of 16x16 images and the one attribute of a trainer the attack callbacks read."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    return model, SimpleNamespace(model=model)
 
 
 def context(root) -> RunContext:
@@ -68,13 +75,7 @@ def test_the_indexed_loader_names_the_images_it_yielded():
 
 def test_pgd_training_replaces_each_batch_inside_the_eps_ball():
     setup = rb.RobustSetup(**BASE)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
-
-    class Trainer:
-        pass
-
-    trainer = Trainer()
-    trainer.model = model
+    model, trainer = linear_model_and_trainer()
     x = torch.rand(5, 3, 16, 16)
     y = torch.tensor([0, 1, 2, 0, 1])
     adversarial, targets = rb.PGDTraining(setup, seed=0).on_batch_start(trainer, x, y)
@@ -141,13 +142,7 @@ def test_the_attacked_images_are_a_fixed_random_subset_not_the_first_ones():
 def test_trades_training_back_propagates_the_trades_loss_with_its_own_generator():
     setup = rb.RobustSetup(**BASE, training="trades", trades_beta=3.0)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
-
-    class Trainer:
-        pass
-
-    trainer = Trainer()
-    trainer.model = model
+    model, trainer = linear_model_and_trainer()
     x = torch.rand(5, 3, 16, 16)
     y = torch.tensor([0, 1, 2, 0, 2])
     loss = rb.TRADESTraining(setup, seed=4).training_loss(trainer, x, y)
@@ -264,13 +259,7 @@ def test_a_resumed_fast_run_continues_with_the_cached_perturbations(tmp_path):
     )
     setup = rb.RobustSetup(**BASE, training="fast")
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
-
-    class Trainer:
-        pass
-
-    trainer = Trainer()
-    trainer.model = model
+    model, trainer = linear_model_and_trainer()
     batches = iter(loader)
     first = rb.FastATTATraining(setup, loader, seed=0)
     x, y = next(batches)
@@ -385,7 +374,7 @@ def test_an_imagenet100_style_run_resizes_a_folder_and_keeps_its_perturbations_a
         callback.cache, "perturb", lambda *args, **kwargs: asked.update(kwargs) or (args[1], None, None)
     )
     batch = next(iter(loader))
-    callback.on_batch_start(type("T", (), {"model": result.model})(), *batch)
+    callback.on_batch_start(SimpleNamespace(model=result.model), *batch)
     assert asked["step_size"] == 1 / 255  # FGSM's step is the row's, not the CIFAR default
     cells = rb.paper_cells(rb.RobustSetup(**{**BASE, "training": "pgd"}), "imagenet100")
     assert cells["paper_clean_top1"] == 58.94 and cells["paper_robust_top1"] != cells["paper_robust_top1"]

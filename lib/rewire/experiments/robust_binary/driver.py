@@ -50,10 +50,11 @@ from rewire.attacks.trades import trades_loss
 from rewire.data.datasets import normalisation_for
 from rewire.data.loader import BatchLoader
 from rewire.experiments.engine import ModelSpec, RunContext, RunResult
+from rewire.experiments.robust_binary.masks import layer_masks
 from rewire.methods.edge_popup import apply_edge_popup, default_targets, hold_found_mask, kept_counts
 from rewire.models.binary_connect import attach_latent_clip, binarize_
 from rewire.pipeline.claims import DEFAULT_MARGIN
-from rewire.sparse.masks import current_mask, resolve_tensor, sparse_modules
+from rewire.sparse.masks import resolve_tensor
 from rewire.train.trainer import Callback, TrainingHparams
 
 __all__ = [
@@ -236,10 +237,7 @@ def build_model(
 def weight_count(model: nn.Module) -> int:
     """The convolution and linear weights that count (Table 9's "equal parameter count"): the kept entries of
     a sparse tensor, every entry of a dense one (batch-norm statistics and scores not counted)."""
-    kept = sum(
-        int(current_mask(module, name.rpartition(".")[2], recompute=True).sum())
-        for name, module, _ in sparse_modules(model)
-    )
+    kept = sum(int(mask.sum()) for mask in layer_masks(model).values())
     dense = (getattr(*resolve_tensor(model, target)).numel() for target in default_targets(model))
     return kept + sum(dense)
 
