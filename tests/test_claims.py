@@ -1,4 +1,4 @@
-"""Claims tables: the paired interval and the verdict rules (rewire.pipeline.claims), hand-computed."""
+"""Claims tables: the paired interval and the verdict rules (rewire.reporting.claims), hand-computed."""
 
 import math
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rewire.experiments import dpf_report
-from rewire.pipeline import claims
+from rewire.reporting import claims
 
 
 def test_interval_is_the_student_t_interval_of_the_mean():

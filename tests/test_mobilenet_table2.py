@@ -230,7 +230,7 @@ def test_claims_pair_seeds_and_judge_each_direction():
     )
     verdicts = {claim.claim: claim for claim in found}
     assert len(found) == 8
-    from rewire.pipeline.claims import claims_frame
+    from rewire.reporting.claims import claims_frame
 
     frame = claims_frame(found).set_index("claim")
 

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import torch
 
-from rewire.pipeline import plotting, results
+from rewire.reporting import plotting, results
 
 
 def label():

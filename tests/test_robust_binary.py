@@ -14,7 +14,7 @@ from synthetic import tiny_dataset
 from rewire.attacks.trades import trades_loss
 from rewire.experiments import robust_binary as rb
 from rewire.experiments.engine import RunContext
-from rewire.pipeline.claims import claims_frame
+from rewire.reporting.claims import claims_frame
 from rewire.sparse.masks import current_mask, sparse_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from rewire.experiments.dpf_sweep import RUN_FILE, GridPoint, read_point
-from rewire.pipeline.claims import Claim
+from rewire.reporting.claims import Claim
 
 __all__ = [
     "PAPER_RESNET20",

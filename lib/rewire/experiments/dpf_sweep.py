@@ -807,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"unknown method {args.method!r}; known methods: {', '.join(METHODS)}")
             sparsity = 0.0 if args.method == "dense" else check_sparsity(args.sparsity)
             todo = [GridPoint(args.method, sparsity, Recipe.from_params(values))]
-        from rewire.pipeline import results
+        from rewire.reporting import results
 
         device = pick_device()
         prepared: dict[tuple, Any] = {}

@@ -80,7 +80,7 @@ __all__ = [
 RECORD_FILE = "record.json"
 REUSE_ENV = "REWIRE_REUSE_CHECKPOINTS"
 # Modules that never change what a run computes (they read its results); not part of the code hash.
-PRESENTATION_PACKAGES = ("rewire.pipeline",)
+PRESENTATION_PACKAGES = ("rewire.pipeline", "rewire.reporting")
 
 
 # ------------------------------------------------------------------ code identity

@@ -66,7 +66,7 @@ def write_synthetic_folder(root: str | Path, *, seed: int = 0) -> Path:
 
 
 def _label(scale: str, seeds, source: dict[str, Any], device) -> dict[str, Any]:
-    from rewire.pipeline.results import run_label
+    from rewire.reporting.results import run_label
 
     return run_label(scale=scale, seeds=seeds, data_source=source, device=device)
 
@@ -76,7 +76,7 @@ def run_stage(values: dict[str, Any], scale: str, out: Path, checkpoints: Path, 
     import pandas as pd
 
     from rewire.data.imagefolder import scan_image_folder
-    from rewire.pipeline import results
+    from rewire.reporting import results
     from rewire.train.runtime import pick_device
 
     data = str(values.get("data") or "")
@@ -199,7 +199,7 @@ def _figure10(curves, path: Path, label: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from rewire.pipeline import plotting
+    from rewire.reporting import plotting
 
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))

@@ -359,13 +359,13 @@ def _by_seed(per_run, key: str) -> dict[int, float]:
 
 
 def table2_claims(per_run, *, best_td: str, regular_td: str | None, finetune: str, l1_anneal: str) -> list:
-    """DNW Table 2's claims, paired by seed (:mod:`rewire.pipeline.claims`); those lacking 2 seeds are left out.
+    """DNW Table 2's claims, paired by seed (:mod:`rewire.reporting.claims`); those lacking 2 seeds are left out.
 
     ``per_run``: one row per run with ``row`` (a :attr:`Row.key`), ``seed`` and ``test_top1``. ``best_td``
     the TD row chosen on validation, ``regular_td`` its regular twin (Table 5), ``finetune`` the α = 0.01
     row, ``l1_anneal`` the chosen L1 + Anneal row.
     """
-    from rewire.pipeline.claims import Claim
+    from rewire.reporting.claims import Claim
 
     specs = [
         ("dnw", "rg", "greater", "DNW beats the random graph of the same size", "Table 2"),

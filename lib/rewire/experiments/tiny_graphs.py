@@ -136,12 +136,12 @@ def run_one(
 
 
 def table1_claims(per_run) -> list:
-    """DNW Table 1's claim in each setting, "DNW beats RG", paired by seed (:mod:`rewire.pipeline.claims`).
+    """DNW Table 1's claim in each setting, "DNW beats RG", paired by seed (:mod:`rewire.reporting.claims`).
 
     ``per_run`` has one row per (setting, method, seed) with ``test_top1``; settings where either
     side has fewer than two seeds are left out (an interval needs two).
     """
-    from rewire.pipeline.claims import Claim
+    from rewire.reporting.claims import Claim
 
     found = []
     for setting in dict.fromkeys(per_run.setting):

@@ -3,8 +3,7 @@
 - :mod:`rewire.pipeline.params`    the ``params.yaml`` scales and their validation
 - :mod:`rewire.pipeline.stage`     executing a notebook as a stage through papermill
   (``python -m rewire.pipeline NOTEBOOK --stage NAME --out DIR``)
-- :mod:`rewire.pipeline.results`   labels (scale, seeds, data, device, commit), metrics and tables
-- :mod:`rewire.pipeline.plotting`  seaborn figures with a provenance caption
+- :mod:`rewire.pipeline.validate`  every experiment's block checked before any work
 - :mod:`rewire.pipeline.report`    the README's results section from the committed artefacts
 
 Nothing here changes what a run computes, so it is left out of the runs' code

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from rewire.io import write_text
-from rewire.pipeline.results import read_label
+from rewire.reporting.results import read_label
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 README_SCALE = "cpu"
@@ -100,7 +100,7 @@ def stage_section(stage: str, stage_dir: Path, figures_dir: Path, relative_to: P
     return "\n".join(parts)
 
 
-# the stages whose claims.csv (rewire.pipeline.claims) feeds the overview at the top of the results
+# the stages whose claims.csv (rewire.reporting.claims) feeds the overview at the top of the results
 CLAIM_STAGES = ("tiny_graphs", "mobilenet_dnw", "robust_binary", "dpf_sweeps")
 
 

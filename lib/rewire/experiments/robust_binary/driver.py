@@ -53,7 +53,7 @@ from rewire.experiments.engine import ModelSpec, RunContext, RunResult
 from rewire.experiments.robust_binary.masks import layer_masks
 from rewire.methods.edge_popup import apply_edge_popup, default_targets, hold_found_mask, kept_counts
 from rewire.models.binary_connect import attach_latent_clip, binarize_
-from rewire.pipeline.claims import DEFAULT_MARGIN
+from rewire.reporting.claims import DEFAULT_MARGIN
 from rewire.sparse.masks import resolve_tensor
 from rewire.train.trainer import Callback, TrainingHparams
 
@@ -743,8 +743,8 @@ CLAIMS = (
 
 
 def robust_claims(per_run) -> list:
-    """The claims of :data:`CLAIMS` whose two rows ran on at least two common seeds (:mod:`rewire.pipeline.claims`)."""
-    from rewire.pipeline.claims import Claim
+    """The claims of :data:`CLAIMS` whose two rows ran on at least two common seeds (:mod:`rewire.reporting.claims`)."""
+    from rewire.reporting.claims import Claim
 
     found = []
     for a, b, metric, kind, margin, words, source in CLAIMS:

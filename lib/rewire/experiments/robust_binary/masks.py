@@ -35,7 +35,7 @@ masks of :func:`rewire.experiments.robust_binary.analysis.sample_random_kernel_c
 
 matplotlib is imported inside the plotting functions only (it is an optional dependency); no backend
 is forced. The figures are returned, never shown; save them with
-:func:`rewire.pipeline.plotting.save_figure` and close them.
+:func:`rewire.reporting.plotting.save_figure` and close them.
 """
 
 from __future__ import annotations
