@@ -154,10 +154,11 @@ class ExperimentConfig:
             value = _coerce(values[name], hints[name], name, problems)
             spec: _Check | None = field.metadata.get("check")
             if len(problems) == n_before and spec is not None:
-                items = value if isinstance(value, (list, tuple)) and spec.each else [value]
-                for item in items:
+                raw = values[name]
+                is_list = isinstance(value, (list, tuple)) and spec.each
+                for item, shown in zip(value, raw) if is_list else [(value, raw)]:
                     if item is not None and not spec.accepts(item):
-                        problems.append(f"'{name}': {item!r} is not {spec.describe()}" + _example(field, name))
+                        problems.append(f"'{name}': {shown!r} is not {spec.describe()}" + _example(field, name))
                         break
             kwargs[name] = value
         if problems:
