@@ -1,6 +1,7 @@
 # rewire: one command to regenerate every result, one to test everything (`make help` lists all).
-#   make repro   set up .venv, prepare the data, run the DVC pipeline at the `cpu` scale
-#   make test    set up .venv, prepare the data, unit tests + every notebook at `smoke` scale
+#   make repro   set up .venv, prepare the data, say which stages are out of date and run them (`cpu` scale)
+#   make retrain retrain every stage even when current (`dvc repro -f`; the time is printed first)
+#   make test    set up .venv, prepare the data, unit tests + every stage and notebook at `smoke` scale
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
@@ -16,7 +17,7 @@ SHARED_ARCHIVE := $(abspath ../shared/datasets/cifar10-jpeg.tar.gz)
 REWIRE_DATA_ARCHIVE ?= $(if $(wildcard $(SHARED_ARCHIVE)),$(SHARED_ARCHIVE),)
 export REWIRE_DATA_ARCHIVE
 
-.PHONY: help venv data repro repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models clean-results
+.PHONY: help venv data repro retrain repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models docs clean-results
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,18 +40,25 @@ data: venv ## prepare the CIFAR-10 cache in data/cifar10 (cache > REWIRE_DATA_AR
 		echo "note: data/ differs from the copy data.dvc records (another source?); results will say which one they used"; \
 	else dvc commit -q -f data.dvc; fi
 
-repro: venv data ## regenerate every result with `dvc repro` (scale from params.yaml, default cpu)
+repro: venv data ## run the stages that are out of date (`dvc repro`; says which first, or that all are current)
+	python -m rewire.pipeline.status
 	dvc repro
+	python -m rewire.pipeline.report
+
+retrain: venv data ## retrain every stage even when current (`dvc repro -f`; says how long first)
+	python -m rewire.pipeline.status --force
+	dvc repro -f
 	python -m rewire.pipeline.report
 
 repro-smoke: venv data ## the whole pipeline at smoke scale in a DVC experiment; the checkout stays as it is
 	dvc exp run --temp -S scale=smoke
+	@echo "smoke pipeline done: \`dvc exp show\` lists it; the checkout's results are unchanged"
 
-test: venv data ## unit tests + `pytest --nbval` over every notebook at smoke scale (what CI runs)
+test: venv data ## unit tests, the DVC pipeline's stages and every notebook (`pytest --nbval`) at smoke scale (CI)
 	TQDM_DISABLE=1 python -m pytest --nbval
 
-unit: venv ## unit tests only (no data needed)
-	TQDM_DISABLE=1 python -m pytest tests
+unit: venv ## unit tests only (no data needed; without the smoke pipeline of tests/test_repro_smoke.py)
+	TQDM_DISABLE=1 python -m pytest tests -m "not pipeline"
 
 lint: venv ## ruff lint and format check (configured in pyproject.toml)
 	ruff check .
@@ -79,6 +87,11 @@ gpu-check: venv data ## on a CUDA machine: CUDA tests, every notebook at smoke s
 
 models: venv ## export each stage's final checkpoints to models/<stage>/ as DVC-tracked data (then `dvc push`)
 	python -m rewire.pipeline.models export
+
+docs: venv ## the docs site in site/ (strict: no broken link); results pages and quoted numbers rewritten first
+	python -m rewire.pipeline.report
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+	@echo "open site/index.html (search needs a server: python -m http.server -d site)"
 
 clean-results: ## delete untracked pipeline products (checkpoints/, failed runs); committed results stay
 	rm -rf checkpoints results/failed

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from rewire.io import write_json
 from rewire.methods import apply_method
+from rewire.methods.dnw_profile import compact, profile_graph
 from rewire.models.mobilenet_dnw import edge_budgets, mobilenet_v1, mobilenet_v1_dnw
-from rewire.sparse.graph_profile import compact, profile_graph
 from rewire.train.runtime import describe_device, pick_device
 
 # DNW Table 2's CIFAR-10 models: MobileNetV1-DNW x0.225 against the dense MobileNetV1 x0.25

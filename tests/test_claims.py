@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from rewire.experiments import dpf_report
+from rewire.experiments.dpf_sweeps import claims as dpf_report
 from rewire.reporting import claims
 
 

@@ -862,6 +862,15 @@ def test_cli_exit_status_without_data(tmp_path):
     )
     assert result.returncode == 2
     assert "REWIRE_DATA_ARCHIVE" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # a failed preparation leaves no empty data/ behind
+
+
+def test_cli_keeps_a_data_folder_that_existed(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("REWIRE_DATA_ARCHIVE", raising=False)
+    (tmp_path / "data").mkdir()
+    assert rdata.main(["prepare", "--root", str(tmp_path / "data"), "--no-download"]) == 2
+    assert (tmp_path / "data").is_dir()  # only what the failed command created is removed
+    assert "dvc pull" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the real archive

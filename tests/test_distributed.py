@@ -355,14 +355,22 @@ def tiny_engine_run(root: Path, batch_size: int = 10, **kwargs):
     )
     test = BatchLoader(data.test_images, data.test_labels, 12, shuffle=False, augment=False, **norm)
     hparams = TrainingHparams(epochs=1, lr=0.05, weight_decay=0.0)
-    result = engine.fit_run(
-        "toy", {"method": "dense"}, model, hparams, train, test, root=root, progress=False, **kwargs
+    request = engine.RunRequest(
+        name="toy",
+        config={"method": "dense"},
+        model=model,
+        hparams=hparams,
+        train_loader=train,
+        eval_loader=test,
+        code=(__name__,),  # this test module drives the run
     )
+    result = engine.fit_run(request, engine.RunOptions(root=root, progress=False, **kwargs))
+    model_modules = {type(m).__module__ for m in model.modules() if type(m).__module__.startswith("rewire.")}
     expected = engine.run_directory(
         root,
         "toy",
         {"method": "dense", "hparams": hparams.as_dict()},
-        engine.code_fingerprint({"rewire.experiments.engine", *(type(m).__module__ for m in model.modules())}),
+        engine.code_fingerprint({"rewire.experiments.engine", __name__, *model_modules}),
     )
     return result, expected
 
@@ -378,7 +386,14 @@ def test_fit_run_refuses_an_indivisible_global_batch_before_any_work(tmp_path):
     from rewire.experiments.engine import RunContext
 
     with pytest.raises(ValueError, match=r"e\.g\. 8 or 12"):
-        RunContext(tiny_dataset(), torch.device("cpu"), batch_size=10, checkpoint_root=tmp_path, distributed=four_ranks)
+        RunContext(
+            tiny_dataset(),
+            torch.device("cpu"),
+            batch_size=10,
+            checkpoint_root=tmp_path,
+            code=(__name__,),
+            distributed=four_ranks,
+        )
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -11,9 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rewire.data import BatchLoader
-from rewire.experiments import dpf_report
-from rewire.experiments.dpf_sweep import Recipe, write_point
-from rewire.experiments.dpf_sweep import main as sweep_main
+from rewire.experiments.dpf_sweeps import tables as dpf_report
+from rewire.experiments.dpf_sweeps.cli import main as sweep_main
+from rewire.experiments.dpf_sweeps.runs import Recipe, write_point
 from rewire.methods.dpf import GradualPruning, SparsitySchedule, second_decay_epoch
 from rewire.models import SmallConvNet
 from rewire.sparse.groups import MaskGroup, PruningRule
@@ -266,7 +266,7 @@ def test_sweep_cli_stops_on_bad_input_and_writes_nothing(tmp_path, capsys):
 
 
 def test_report_refuses_points_of_another_scale_or_recipe(tmp_path):
-    from rewire.experiments.dpf_sweep import GridPoint
+    from rewire.experiments.dpf_sweeps.config import GridPoint
 
     recipe = Recipe(epochs=2)
     point = {"method": "dpf", "sparsity": 0.9, "structured": False, "recipe": recipe.as_dict(), "runs": []}

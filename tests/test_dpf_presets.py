@@ -8,10 +8,13 @@ import math
 import pytest
 import yaml
 
-from rewire.experiments import dpf_paper, dpf_presets
-from rewire.experiments.dpf_report import PAPER_RESNET20
-from rewire.experiments.dpf_sweep import METHODS, STRUCTURED_METHODS, Recipe
+from rewire.experiments.dpf_sweeps import paper as dpf_paper
+from rewire.experiments.dpf_sweeps import presets as dpf_presets
+from rewire.experiments.dpf_sweeps.config import METHODS, STRUCTURED_METHODS, Config, Recipe
+from rewire.experiments.dpf_sweeps.paper import PAPER_RESNET20
+from rewire.experiments.dpf_sweeps.plan import plan
 from rewire.models import known_models
+from rewire.pipeline import params as params_module
 
 RECIPE_FIELDS = {f.name for f in dataclasses.fields(Recipe)}
 
@@ -190,7 +193,7 @@ def test_grid_covers_every_cifar_table_and_figure():
     # Figure 8: one entry per WRN-28-2 sparsity, each retraining for the same MACs as its DPF run
     fig8 = [e for e in dpf_paper.grid_entries("Figure 8") if e["methods"] == ("dpf_rewind",)]
     ramp_end = dpf_presets.PRESETS["wideresnet_cifar"]["milestones"][1]
-    assert sorted(s for e in fig8 for s in e["sparsities"]) == sorted(dpf_paper._T4_SPARSITIES["wrn28_2"])
+    assert sorted(s for e in fig8 for s in e["sparsities"]) == sorted(dpf_paper.table_sparsities("table4")["wrn28_2"])
     for entry in fig8:
         (s,) = entry["sparsities"]
         assert entry["overrides"]["rewind_epochs"] == dpf_paper.same_flops_epochs(200, s, ramp_end) > 200
@@ -205,12 +208,59 @@ def test_same_flops_epochs():
         dpf_paper.same_flops_epochs(200, 1.0, 0.6)
 
 
-def test_grid_yaml_round_trips():
-    loaded = yaml.safe_load(dpf_paper.grid_yaml())
-    assert len(loaded) == len(dpf_paper.PAPER_GRID)
+def test_grid_data_file_round_trips():
+    """paper_grid.yaml is the one source of PAPER_GRID (it was rendered into params.yaml before: grid_yaml)."""
+    loaded = yaml.safe_load((dpf_paper.HERE / "paper_grid.yaml").read_text())
+    assert len(loaded) == len(dpf_paper.PAPER_GRID) == 48
     for item, entry in zip(loaded, dpf_paper.PAPER_GRID):
-        assert set(item) <= {"tag", "preset", "model", "methods", "sparsities", "overrides"}
+        assert set(item) <= {
+            "tag",
+            "figure",
+            "preset",
+            "model",
+            "methods",
+            "sparsities",
+            "overrides",
+            "note",
+            "missing",
+            "run",
+        }
         assert item["tag"] == entry["tag"] and item["preset"] == entry["preset"] and item["model"] == entry["model"]
         assert tuple(item["methods"]) == entry["methods"]
         assert tuple(item["sparsities"]) == entry["sparsities"]
         assert item.get("overrides", {}) == entry["overrides"]
+
+
+# --------------------------------------------------------------------- one source for the paper grid
+
+
+def test_params_yaml_names_the_paper_grid_and_does_not_copy_it():
+    text = open("params.yaml", encoding="utf-8").read() + open("scales.yaml", encoding="utf-8").read()
+    assert "fig9-resnet20-batch512-period256" not in text and "table4-wrn28_8" not in text
+    _, values = params_module.stage_values("dpf_sweeps", "params.yaml", "paper")
+    assert values["grid"] == "paper"
+
+
+def test_the_resolved_paper_grid_equals_the_papers_tables():
+    _, values = params_module.stage_values("dpf_sweeps", "params.yaml", "paper")
+    config = Config.from_values(values, where="paper.dpf_sweeps")
+    points = config.points()
+    planned = {(p.recipe.model, p.method, p.sparsity) for p in points}
+    # every number of Tables 1, 2, 4 and 5 has its point, at the model's paper recipe
+    for row in dpf_paper.PAPER_NUMBERS:
+        key = (row["model"], row["method"], 0.0 if row["method"] == "dense" else row["sparsity"])
+        assert key in planned, row
+    for table, prefix in (("table4", "table4-"), ("table2", "table2-"), ("table5", "table5-")):
+        methods = set(dpf_paper.table_methods(table)) | {"dense"}
+        for model, sparsities in dpf_paper.table_sparsities(table).items():
+            mine = [p for p in points if p.tag == prefix + model]
+            assert {p.method for p in mine} == methods - ({"dsr"} if (table, model) == ("table4", "vgg16") else set())
+            assert sorted({p.sparsity for p in mine if p.method != "dense"}) == sorted(sparsities), (table, model)
+            preset = dpf_presets.PRESETS[dpf_presets.MODEL_PRESET[model]]
+            assert all(p.recipe.epochs == preset["epochs"] and p.recipe.lr == preset["lr"] for p in mine)
+    # the one entry the paper draws that cannot run here (Figure 9, layer-wise DPF) is recorded, not planned
+    (layerwise,) = [e for e in dpf_paper.PAPER_GRID if not e["run"]]
+    assert layerwise["tag"] == "fig9-resnet20-layerwise" and layerwise["missing"]
+    assert len(config.grid) == len(dpf_paper.PAPER_GRID) - 1 == 47
+    assert not any(p.tag == layerwise["tag"] for p in points)
+    assert len(points) == 294 and len(plan(config)) == 294 * 3

@@ -212,3 +212,75 @@ def test_records_and_argument_checks(problem):
         dt.run_dpf(problem, 0.5, T=3, batch=2, seed=0, update_every=0)
     with pytest.raises(ValueError):
         dt.run_dpf(problem, 0.5, T=3, batch=2, seed=0, regulariser="weird")
+
+
+# ------------------------------------------------------------- the experiment contract
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sparsities": [0.5, 1.2]}, r"'sparsities': 1\.2 is not in \(0, 1\)"),
+        ({"steps": 0}, r"'steps': 0 is not >= 1"),
+        ({"reg": 0}, r"'reg': 0 is not > 0"),
+        ({"seeds": []}, r"'seeds': name at least one seed"),
+        ({"stepz": 10}, r"'stepz' is not a field of Config \(did you mean 'steps'\?\)"),
+    ],
+)
+def test_bad_values_stop_with_the_field_path(change, message):
+    from rewire.experiments.schema import ConfigError
+    from rewire.pipeline import params as params_module
+
+    _, smoke = params_module.stage_values("dpf_theory", "params.yaml", "smoke")
+    with pytest.raises(ConfigError, match=message):
+        dt.Config.from_values({**smoke, **change}, where="params.yaml 'smoke.dpf_theory'")
+
+
+def test_notebook_parameters_are_config_fields_with_the_smoke_blocks_values():
+    from rewire.experiments.schema import config_fields
+    from rewire.pipeline import params as params_module
+
+    declared = params_module.notebook_parameters("notebooks/03b_dpf_theory.ipynb")
+    fields = config_fields(dt.Config)
+    assert set(declared) <= set(fields) | set(dt.Config.IGNORED) and set(fields) <= set(declared)
+    _, smoke = params_module.stage_values("dpf_theory", "params.yaml", "smoke")
+    assert set(smoke) == set(fields)
+    assert all(declared[name]["default"] == smoke[name] for name in fields)
+
+
+def test_plan_sizes_per_scale():
+    from rewire.pipeline import params as params_module
+
+    sizes = {}
+    for scale in ("smoke", "cpu", "paper"):
+        _, values = params_module.stage_values("dpf_theory", "params.yaml", scale)
+        config = dt.Config.from_values(values, where=scale)
+        sizes[scale] = len(dt.plan(config))
+        assert len(dt.plan(config)) == len(config.sparsities) * len(config.seeds)
+    assert sizes == {"smoke": 2, "cpu": 12, "paper": 18}
+
+
+def test_run_and_report_write_every_declared_output(tmp_path):
+    """The stage's outputs (dvc.yaml) at a tiny size: the notebook's calls, without the notebook."""
+    import yaml
+
+    from rewire.reporting import results
+
+    config = dt.Config(n_samples=60, dim=10, sparsities=(0.5, 0.8), steps=40, seeds=(0, 1), curve_points=20)
+    outcome = dt.run(config)
+    assert len(outcome.runs) == 2 * 2 * 3  # sparsities x seeds x (dpf, sgd, dpf_dense_decay)
+    label = results.run_label(
+        scale="smoke", seeds=config.seeds, data_source=outcome.data_source, device=torch.device("cpu")
+    )
+    metrics = dt.report(config, outcome, tmp_path, label)
+    assert metrics == {"claims_held": 1, "claims_not_decided": 0, "claims_reversed": 0}  # the bound holds
+    details = __import__("json").loads((tmp_path / "details.json").read_text())
+    assert details["theorem_bound_holds_all_runs"] is True and {"dpf_over_oneshot_0.5", "dpf_over_oneshot_0.8"} <= set(
+        details
+    )
+    stage = yaml.safe_load(open("dvc.yaml", encoding="utf-8"))["stages"]["dpf_theory"]
+    declared = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"] + stage["metrics"]]
+    for path in declared:
+        name = path.removeprefix("results/dpf_theory/")
+        if not name.endswith(".ipynb"):
+            assert (tmp_path / name).exists(), name

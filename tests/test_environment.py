@@ -51,3 +51,17 @@ def test_pip_and_conda_name_the_same_packages_and_versions():
 def test_torch_pair_is_the_locally_available_one():
     pins = pip_pins()
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_the_docs_sites_theme_and_plugins_are_pinned():
+    """mkdocs.yml's theme and plugins come from packages that both environment files pin."""
+
+    class Loader(yaml.SafeLoader):  # mkdocs.yml may hold !ENV / !relative tags: read them as text
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    site = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
+    plugins = [next(iter(p)) if isinstance(p, dict) else p for p in site.get("plugins", [])]
+    builtin = {"search"}  # ships with mkdocs
+    needed = {"mkdocs", f"mkdocs-{site['theme']['name']}"} | {p for p in plugins if p not in builtin}
+    assert needed <= set(pip_pins()) and needed <= set(conda_pins()), needed - set(pip_pins())

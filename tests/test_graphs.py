@@ -14,6 +14,14 @@ import torch.nn.functional as F
 
 from rewire.data import BatchLoader
 from rewire.methods import apply_method
+from rewire.methods.dnw_wiring import (
+    WiringMonitor,
+    adjacency_image,
+    dead_nodes,
+    live_edge_mask,
+    live_edges,
+    swaps,
+)
 from rewire.models import tiny_graphs as graphs
 from rewire.models.tiny_graphs import (
     ContinuousTimeGraph,
@@ -23,14 +31,6 @@ from rewire.models.tiny_graphs import (
     count_parameters,
 )
 from rewire.sparse.masks import current_mask
-from rewire.sparse.wiring import (
-    WiringMonitor,
-    adjacency_image,
-    dead_nodes,
-    live_edge_mask,
-    live_edges,
-    swaps,
-)
 from rewire.train.trainer import Callback, Trainer, TrainingHparams
 
 # 10 nodes: inputs 0-1, blocks (0,1) (2,3,4) (5,6) (7,8,9); outputs 8-9, so node 7 is a sink of the static graph

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rewire.methods import apply_method
+from rewire.methods.dnw_profile import compact, mobilenet_v1_cost, profile_graph
 from rewire.models.mobilenet_dnw import (
     STAGES,
     GraphStage,
@@ -22,7 +23,6 @@ from rewire.models.mobilenet_dnw import (
 )
 from rewire.sparse import masks
 from rewire.sparse.flops import count_macs
-from rewire.sparse.graph_profile import compact, mobilenet_v1_cost, profile_graph
 
 # a quick model for gradient and precision checks: 2 resolutions, a hidden block in the second
 TINY_STAGES = (StageSpec(4, 6, 1, 1), StageSpec(6, 8, 2, 3))

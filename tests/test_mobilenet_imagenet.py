@@ -1,4 +1,4 @@
-"""DNW Table 3 (rewire.experiments.mobilenet_imagenet) and DPF's ImageNet ResNet-50 preset (rewire.experiments.dpf_imagenet).
+"""DNW Table 3 (rewire.experiments.imagenet.dnw) and DPF's ImageNet ResNet-50 preset (rewire.experiments.imagenet.dpf).
 
 Counter golden values at 224 px, the rows against the paper, the recipes field by field, the error messages, and
 smoke trainings on a synthetic image folder (tests/test_imagefolder.py's ``make_folder``: 2 classes x 4 train +
@@ -14,9 +14,10 @@ import pytest
 import torch
 from test_imagefolder import make_folder
 
-from rewire.data.imagefolder import ImageFolderLayoutError
-from rewire.experiments import dpf_imagenet, mobilenet_imagenet
-from rewire.experiments.mobilenet_imagenet import (
+from rewire.data.imagefolder import ImageFolderLayoutError, scan_image_folder
+from rewire.experiments.imagenet import dnw, folders
+from rewire.experiments.imagenet import dpf as dpf_imagenet
+from rewire.experiments.imagenet.dnw import (
     TABLE3_HPARAMS,
     TABLE3_ROWS,
     build_row_model,
@@ -26,9 +27,9 @@ from rewire.experiments.mobilenet_imagenet import (
     train_table3_row,
     trainable_rows,
 )
+from rewire.methods.dnw_profile import profile_graph
 from rewire.models.mobilenet_dnw import MobileNetV1DNW
 from rewire.models.resnet_imagenet import resnet50
-from rewire.sparse.graph_profile import profile_graph
 
 SMOKE = dict(crop_size=32, resize_size=36, num_workers=0, device="cpu", progress=False)
 
@@ -86,7 +87,7 @@ def test_profile_of_an_untrained_dnw_model_is_the_random_graph_count():
     comes from the nodes that die in training."""
     torch.set_num_threads(1)
     model = build_row_model("dnw_x225", seed=0)
-    profile = mobilenet_imagenet.profile_trained("dnw_x225", model)
+    profile = dnw.profile_trained("dnw_x225", model)
     assert profile.real_edges == 158_944
     assert 55.5e6 < profile.macs < 56.7e6
     assert profile.classifier_params == 1_025_000  # the dense 1024 x 1000 classifier dominates Params (1.1M)
@@ -144,7 +145,7 @@ def test_recipe_fields_are_exact():
     assert (h.epochs, h.optimizer, h.lr, h.momentum, h.nesterov) == (250, "sgd", 0.1, 0.9, False)
     assert (h.weight_decay, h.no_weight_decay_on, h.label_smoothing) == (5e-5, (), 0.0)
     assert (h.schedule, h.schedule_step, h.warmup_epochs) == ("cosine", "iteration", 0.0)
-    assert mobilenet_imagenet.TABLE3_BATCH_SIZE == 512
+    assert dnw.TABLE3_BATCH_SIZE == 512
     short = table3_hparams(3)
     assert short.epochs == 3 and short.lr == 0.1 and short.lr_at(3, 0, 10) == pytest.approx(0.0)
     assert short.lr_at(1, 5, 10) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 1.5 / 3)))
@@ -173,9 +174,9 @@ def test_malformed_folder_shows_the_expected_layout(tmp_path, capsys):
         train_table3_row("dnw_x225", bad, checkpoint_root=tmp_path / "ck")
     assert "val/ is missing" in str(error.value)
     assert not (tmp_path / "ck").exists()
-    code = mobilenet_imagenet.main(["--data", str(bad), "--row", "dnw_x225", "--checkpoints", str(tmp_path / "ck")])
+    code = dnw.main(["--data", str(bad), "--row", "dnw_x225", "--checkpoints", str(tmp_path / "ck")])
     assert code == 2 and "expected layout" in capsys.readouterr().err
-    code = mobilenet_imagenet.main(["--data", str(bad), "--row", "nope"])
+    code = dnw.main(["--data", str(bad), "--row", "nope"])
     assert code == 2 and "trainable rows: mobilenet_x25" in capsys.readouterr().err
 
 
@@ -283,10 +284,9 @@ def test_smoke_dpf_resnet50_two_steps_then_skipped(folder, tmp_path):
 
 
 def test_subset_index_is_class_balanced_and_deterministic(folder, capsys):
-    from rewire.data.imagefolder import scan_image_folder
 
     index = scan_image_folder(folder)
-    part = mobilenet_imagenet.subset_index(index, max_train_images=4, max_val_images=2)
+    part = folders.subset_index(index, max_train_images=4, max_val_images=2)
     assert part.labels["train"].tolist() == [0, 0, 1, 1] and part.labels["val"].tolist() == [0, 1]
     assert [f.decode() for f in part.files["train"]] == [
         "train/ant/img0.jpg",
@@ -295,7 +295,7 @@ def test_subset_index_is_class_balanced_and_deterministic(folder, capsys):
         "train/bee/img1.png",
     ]
     with pytest.raises(ValueError, match="max_train_images must be a positive int"):
-        mobilenet_imagenet.subset_index(index, max_train_images=0)
+        folders.subset_index(index, max_train_images=0)
     code = dpf_imagenet.main(["--data", str(folder), "--method", "snip", "--sparsity", "0.8"])
     assert code == 2 and "unknown method 'snip'" in capsys.readouterr().err
 
@@ -328,7 +328,7 @@ def test_the_table3_cli_trains_one_row_on_two_processes(folder, tmp_path):
     summary = tmp_path / "summary.json"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(free_port()), "-m", "rewire.experiments.mobilenet_imagenet", "--data", str(folder),
+        "--master_port", str(free_port()), "-m", "rewire.experiments.imagenet.dnw", "--data", str(folder),
         "--row", "dnw_x225", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--crop-size", "32",
         "--resize-size", "36", "--checkpoints", str(tmp_path / "ck"), "--out", str(summary),
     ]  # fmt: skip
@@ -345,6 +345,4 @@ def test_a_global_batch_the_processes_cannot_split_is_refused_before_any_work(fo
 
     two = DistContext(0, 0, 2, "gloo", torch.device("cpu"))
     with pytest.raises(ValueError, match="cannot be split into 2 equal shards"):
-        mobilenet_imagenet.make_loaders(
-            mobilenet_imagenet.scan_image_folder(folder), 5, seed=0, device=torch.device("cpu"), distributed=two
-        )
+        folders.make_loaders(scan_image_folder(folder), 5, seed=0, device=torch.device("cpu"), distributed=two)

@@ -7,7 +7,8 @@ import nbformat
 import pytest
 import yaml
 
-from rewire.pipeline import params
+from rewire.experiments import registry
+from rewire.pipeline import params, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,11 +136,15 @@ def stage_entry_modules() -> list[tuple[str, set[str]]]:
     entries = []
     for name, stage in stages.items():
         words = shlex.split(stage["cmd"])
-        modules = {words[2]} if words[:2] == ["python", "-m"] else set()
+        modules = {words[2], f"{words[2]}.__main__"} if words[:2] == ["python", "-m"] else set()
         if words[:3] == ["python", "-m", "rewire.pipeline"]:
             nb = nbformat.read(ROOT / words[3], as_version=4)
             modules |= set().union(*(rewire_imports(c.source) for c in nb.cells if c.cell_type == "code"))
             modules.add("rewire.pipeline.stage")
+            # the stage runner imports the experiment's package by name (registry), not by an import line
+            modules.add(registry.entry(validate.experiment_of(words[words.index("--stage") + 1])).package)
+        if name == "validate_params":  # it builds every experiment's Config
+            modules |= {e.package for e in registry.EXPERIMENTS.values()}
         entries.append((name, modules))
     return entries
 
@@ -166,31 +171,87 @@ def test_each_stage_depends_on_every_library_file_it_runs():
         assert not uncovered, f"dvc.yaml stage '{name}' misses deps: {uncovered}"
 
 
+def params_variant(folder: Path, old: str, new: str, scale: str = "cpu") -> Path:
+    """A copy of the repository's params (``params.yaml``, and ``scales.yaml`` when the blocks live
+    there) in ``folder`` with ``old`` replaced by ``new`` once in the ``scale`` block; its params.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    blocks = Path(params.source(ROOT / "params.yaml"))
+    text = blocks.read_text()
+    start = text.index(f"\n{scale}:\n")
+    changed = text[:start] + text[start:].replace(old, new, 1)
+    assert changed != text, f"{old!r} is not in the {scale} block"
+    if blocks.name != "params.yaml":
+        (folder / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (folder / blocks.name).write_text(changed)
+    return folder / "params.yaml"
+
+
 def test_a_bad_grid_value_stops_the_pipeline_before_any_stage(tmp_path, capsys):
-    from rewire.pipeline import validate
-
-    text = (ROOT / "params.yaml").read_text()
-    cpu = text.index("\ncpu:\n")  # the active scale's block
-
-    def in_cpu_block(old, new):
-        return text[:cpu] + text[cpu:].replace(old, new, 1)
-
-    bad = tmp_path / "params.yaml"
-    bad.write_text(in_cpu_block("sparsities: [0.9]", "sparsities: [0.9, -0.8]"))
-    assert bad.read_text() != text
+    bad = params_variant(tmp_path / "bad", "sparsities: [0.9]", "sparsities: [0.9, -0.8]")
     out = tmp_path / "params_check.json"
     assert validate.main(["check", "--params", str(bad), "--dvc-yaml", str(ROOT / "dvc.yaml"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "grid entry 0" in err and "-0.8" in err
+    assert "grid[0]" in err and "-0.8" in err  # the schema's path of grid entry 0, and the value
     assert not out.exists()  # nothing written
-    unknown = tmp_path / "unknown.yaml"
-    unknown.write_text(in_cpu_block("methods: [dense,", "methods: [dnese,"))
+    unknown = params_variant(tmp_path / "unknown", "methods: [dense,", "methods: [dnese,")
     assert validate.main(["check", "--params", str(unknown), "--dvc-yaml", str(ROOT / "dvc.yaml")]) == 2
     assert "unknown method 'dnese'" in capsys.readouterr().err
 
 
 def test_the_validation_stage_runs_before_every_other_stage():
+    """Every stage depends on its resolved block, an output of validate_params, written only when all is valid."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    validated = {next(iter(o)) if isinstance(o, dict) else o for o in stages["validate_params"]["outs"]}
+    assert "results/params_check.json" in validated
     for name, stage in stages.items():
         if name != "validate_params":
-            assert "results/params_check.json" in stage["deps"], f"stage '{name}' could start before validation"
+            assert f"results/params/{name}.yaml" in stage["deps"], f"stage '{name}' could start before validation"
+            assert f"results/params/{name}.yaml" in validated, f"validate_params does not write {name}'s block"
+
+
+def test_stages_track_only_the_scale_and_their_own_block():
+    """`dvc exp show` lists tracked params: only `scale`; a value reruns a stage through its resolved block file."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        assert stage.get("params", []) == ["scale"], f"stage '{name}' tracks more params than `scale`"
+    assert "params.yaml" in stages["validate_params"]["deps"]  # any edit reruns the (seconds-long) validation
+    if (ROOT / params.BLOCKS_FILE).exists():
+        assert params.BLOCKS_FILE in stages["validate_params"]["deps"]
+
+
+def test_validation_writes_each_stage_its_own_block_so_a_value_reruns_only_its_stage(tmp_path):
+    written = {}
+    for label, new in (("before", "lr: "), ("after", "lr: 0.0123 #")):
+        text = Path(params.source(ROOT / "params.yaml")).read_text()
+        start = re.compile(r"\n  tiny_graphs:.*\n").search(text, text.index("\ncpu:\n")).start()
+        old = text[start : text.index("lr: ", start) + 4]  # the cpu tiny_graphs block up to its lr
+        path = params_variant(tmp_path / label, old, old[:-4] + new) if label == "after" else ROOT / "params.yaml"
+        checked = validate.check_pipeline(path, ROOT / "dvc.yaml", scale="cpu")
+        written[label] = {
+            p.name: p.read_text() for p in validate.write_blocks(checked["blocks"], tmp_path / label / "blocks")
+        }
+    differ = sorted(name for name in written["before"] if written["before"][name] != written["after"][name])
+    assert differ == ["tiny_graphs.yaml"]
+    assert "lr: 0.0123" in written["after"]["tiny_graphs.yaml"]
+
+
+def test_moving_the_blocks_to_scales_yaml_keeps_every_value(tmp_path):
+    """tools/split_params.py: params.yaml keeps `scale` (and overrides), scales.yaml the blocks; nothing changes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("split_params", ROOT / "tools" / "split_params.py")
+    split_params = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split_params)
+    if (ROOT / params.BLOCKS_FILE).exists():
+        pytest.skip("the blocks are in scales.yaml already")
+    for name in ("params.yaml", "dvc.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    assert split_params.main(["--root", str(tmp_path)]) == 0
+    assert params.load(tmp_path / "params.yaml") == params.load(ROOT / "params.yaml")
+    assert set(yaml.safe_load((tmp_path / "params.yaml").read_text())) == {"scale"}
+    assert "      - scales.yaml" in (tmp_path / "dvc.yaml").read_text()
+    assert split_params.main(["--root", str(tmp_path)]) == 1  # once only
+    # an override in params.yaml wins over its block
+    (tmp_path / "params.yaml").write_text("scale: cpu\ncpu:\n  quickstart:\n    epochs: 3\n")
+    assert params.stage_values("quickstart", tmp_path / "params.yaml")[1]["epochs"] == 3
+    assert params.source(tmp_path / "params.yaml") == str(tmp_path / "scales.yaml")

@@ -19,8 +19,8 @@ from synthetic import tiny_dataset
 
 from rewire import methods
 from rewire.data import BatchLoader
-from rewire.experiments import dpf_sweep
-from rewire.experiments.dpf_sweep import Recipe
+from rewire.experiments.dpf_sweeps import procedures, runs
+from rewire.experiments.dpf_sweeps.config import Recipe
 from rewire.methods.dnw import apply_method
 from rewire.methods.dpf import GRADUAL_METHODS, GradualPruning, SparsitySchedule
 from rewire.methods.dynamic_sparse import SparseMomentum
@@ -84,7 +84,7 @@ SWEEP_RECIPE = Recipe(epochs=2, model="small_convnet", batch_size=10, lottery_ro
 
 
 def sweep_context(tmp_path, recipe=SWEEP_RECIPE):
-    return dpf_sweep.make_context(recipe, tiny_dataset(), torch.device("cpu"), tmp_path, progress=False)
+    return runs.make_context(recipe, tiny_dataset(), torch.device("cpu"), tmp_path, progress=False)
 
 
 # ------------------------------------------------------------- 1. DNW ranks by |w|, not by w
@@ -165,11 +165,11 @@ def test_the_sweeps_dpf_phase_trains_with_the_straight_through_route(tmp_path, m
 
     def fake_train(ctx, name, seed, config, model, group, hparams, callbacks=()):
         captured.update(model=model, group=group, hparams=hparams, callbacks=list(callbacks))
-        return dpf_sweep.Phase(name, model, group, [{"epoch": 1}], list(callbacks), hparams)
+        return procedures.Phase(name, model, group, [{"epoch": 1}], list(callbacks), hparams)
 
-    monkeypatch.setattr(dpf_sweep, "_train", fake_train)
+    monkeypatch.setattr(procedures, "_train", fake_train)
     ctx = sweep_context(tmp_path)
-    (phase,) = dpf_sweep.run_phases(ctx, "dpf", 0.5, 0)
+    (phase,) = procedures.run_phases(ctx, "dpf", 0.5, 0)
     assert phase.group.route == "straight_through"
     assert [type(c) for c in phase.callbacks] == [GradualPruning]
     assert phase.callbacks[0].update_every == SWEEP_RECIPE.update_every == 16
@@ -186,7 +186,7 @@ def test_the_sweeps_dpf_phase_trains_with_the_straight_through_route(tmp_path, m
 
 
 class PhaseRecorder:
-    """A stand-in for ``dpf_sweep._train``: records every phase's starting state, then 'trains' by a
+    """A stand-in for ``procedures._train``: records every phase's starting state, then 'trains' by a
     deterministic perturbation (so trained weights differ from the initial ones); a DPF phase ends with
     an asymmetric global magnitude mask of its trained weights, a fixed-mask phase keeps pruned weights zero."""
 
@@ -214,7 +214,7 @@ class PhaseRecorder:
                 group.zero_pruned()
         if group is not None:
             self.final_masks[name] = [m.clone() for m in group.masks()]
-        return dpf_sweep.Phase(name, model, group, [{"epoch": 1}], list(callbacks), hparams)
+        return procedures.Phase(name, model, group, [{"epoch": 1}], list(callbacks), hparams)
 
 
 def assert_starts_from_init(start, init, masks):
@@ -232,10 +232,10 @@ def assert_starts_from_init(start, init, masks):
 
 def test_lottery_rounds_rewind_to_the_initial_weights(tmp_path, monkeypatch):
     recorder = PhaseRecorder()
-    monkeypatch.setattr(dpf_sweep, "_train", recorder)
+    monkeypatch.setattr(procedures, "_train", recorder)
     ctx = sweep_context(tmp_path)
     init = {k: v.clone() for k, v in ctx.fresh_model(0).state_dict().items()}
-    phases = dpf_sweep.run_phases(ctx, "lottery", 0.75, 0)
+    phases = procedures.run_phases(ctx, "lottery", 0.75, 0)
     assert [p.name for p in phases] == ["dense", "lottery_round1", "lottery_round2"]
     assert set(recorder.starts["dense"]["state"]) == set(init)
     assert all(torch.equal(v, init[k]) for k, v in recorder.starts["dense"]["state"].items())
@@ -255,10 +255,10 @@ def test_lottery_rounds_rewind_to_the_initial_weights(tmp_path, monkeypatch):
 
 def test_dpf_rewind_retrains_dpfs_final_mask_from_the_initial_weights(tmp_path, monkeypatch):
     recorder = PhaseRecorder()
-    monkeypatch.setattr(dpf_sweep, "_train", recorder)
+    monkeypatch.setattr(procedures, "_train", recorder)
     ctx = sweep_context(tmp_path)
     init = {k: v.clone() for k, v in ctx.fresh_model(0).state_dict().items()}
-    phases = dpf_sweep.run_phases(ctx, "dpf_rewind", 0.5, 0)
+    phases = procedures.run_phases(ctx, "dpf_rewind", 0.5, 0)
     assert [p.name for p in phases] == ["dpf", "dpf_rewind"]
     dpf_start = recorder.starts["dpf"]  # DPF itself starts dense from w_0
     assert all(bool(m.all()) for m in dpf_start["masks"])
@@ -269,11 +269,11 @@ def test_dpf_rewind_retrains_dpfs_final_mask_from_the_initial_weights(tmp_path, 
 
 def test_structured_rewind_retrains_structured_dpfs_final_mask_from_init_for_rewind_epochs(tmp_path, monkeypatch):
     recorder = PhaseRecorder()
-    monkeypatch.setattr(dpf_sweep, "_train", recorder)
+    monkeypatch.setattr(procedures, "_train", recorder)
     recipe = dataclasses.replace(SWEEP_RECIPE, rewind_epochs=SWEEP_RECIPE.epochs + 3)
     ctx = sweep_context(tmp_path, recipe)
     init = {k: v.clone() for k, v in ctx.fresh_model(0).state_dict().items()}
-    phases = dpf_sweep.run_phases(ctx, "dpf_structured_rewind", 0.5, 0)
+    phases = procedures.run_phases(ctx, "dpf_structured_rewind", 0.5, 0)
     assert [p.name for p in phases] == ["dpf_structured", "dpf_structured_rewind"]
     assert_starts_from_init(recorder.starts["dpf_structured_rewind"], init, recorder.final_masks["dpf_structured"])
     # Figure 8's separate retraining budget: the rewind phase trains rewind_epochs, its DPF run the recipe's epochs
@@ -286,19 +286,19 @@ def test_structured_rewind_retrains_structured_dpfs_final_mask_from_init_for_rew
 
 
 def test_dpf_recipe_is_sgd_with_nesterov_momentum_and_the_papers_constants():
-    hparams = Recipe(epochs=8).hparams()
+    hparams = runs.recipe(Recipe(epochs=8))
     assert hparams.optimizer == "sgd" and hparams.nesterov is True
     assert (hparams.lr, hparams.momentum, hparams.weight_decay) == (0.2, 0.9, 1e-4)
     assert (hparams.schedule, hparams.milestones, hparams.gamma) == ("multistep", (4.0, 6.0), 0.1)
-    assert Recipe(epochs=8).hparams(epochs=2, lr=0.01, schedule="cosine").nesterov is True  # fine-tuning too
+    assert runs.recipe(Recipe(epochs=8), epochs=2, lr=0.01, schedule="cosine").nesterov is True  # fine-tuning too
     optimizer = build_optimizer(tiny_convnet(), hparams)
     assert all(group["nesterov"] is True and group["momentum"] == 0.9 for group in optimizer.param_groups)
 
 
 def test_the_sweeps_phases_use_the_nesterov_recipe(tmp_path, monkeypatch):
     recorder = PhaseRecorder()
-    monkeypatch.setattr(dpf_sweep, "_train", recorder)
-    phases = dpf_sweep.run_phases(sweep_context(tmp_path), "dpf_ft", 0.5, 0)
+    monkeypatch.setattr(procedures, "_train", recorder)
+    phases = procedures.run_phases(sweep_context(tmp_path), "dpf_ft", 0.5, 0)
     assert [p.name for p in phases] == ["dpf", "dpf_ft"]
     assert all(p.hparams.nesterov is True and p.hparams.momentum == 0.9 for p in phases)
 

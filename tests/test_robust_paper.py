@@ -179,3 +179,22 @@ def test_captions():
     for number, caption in rp.CAPTIONS.items():
         assert caption.startswith(f"Table {number}:")
     assert "epsilon = 0" in rp.TABLE11_CAPTION and "CIFAR10" in rp.TABLE8_CAPTION
+
+
+def test_the_numbers_are_data_read_from_paper_yaml(tmp_path):
+    """paper.yaml holds the numbers; the module only reads them (editing a number is editing data, not code)."""
+    text = rp.PAPER_FILE.read_text(encoding="utf-8")
+    assert "0.0: [93.25, 93.99, 93.64, 94.05]" in text
+    edited = tmp_path / "paper.yaml"
+    edited.write_text(text.replace("0.0: [93.25,", "0.0: [99.99,"), encoding="utf-8")
+    assert rp.load_numbers(edited)["table8"]["rows"][0.0][0] == 99.99
+    assert rp.load_numbers()["table8"]["rows"][0.0][0] == 93.25 == rp.table8(0.0, "signed_kc", False).clean_top1
+
+
+def test_neither_the_quoted_numbers_nor_the_report_enter_a_runs_code_hash():
+    from rewire.experiments.engine import module_closure
+
+    closure = set(module_closure(["rewire.experiments.robust_binary.runs"]))
+    package = "rewire.experiments.robust_binary"
+    assert {f"{package}.{m}" for m in ("runs", "callbacks", "config", "plan", "masks")} <= closure
+    assert not {f"{package}.{m}" for m in ("paper", "report", "evaluation", "analysis")} & closure

@@ -65,7 +65,10 @@ def test_defaults_and_values_are_built_as_declared():
         ({"sparsities": 0.9}, "'sparsities' must be a list"),
         ({"seeds": [0, "a"]}, "'seeds[1]' must be an integer"),
         ({"seeds": [0, 0]}, "'seeds' [0, 0] has duplicates"),
-        ({"rows": [{"name": "a"}, {"name": "b", "keep": 1.5}]}, "'rows[1].keep': 1.5 is not in (0, 1]; e.g. keep: 0.01"),
+        (
+            {"rows": [{"name": "a"}, {"name": "b", "keep": 1.5}]},
+            "'rows[1].keep': 1.5 is not in (0, 1]; e.g. keep: 0.01",
+        ),
         ({"rows": [{"name": "b", "p": -1}]}, "'rows[0].p': -1 is not >= 0"),
         ({"rows": [{"keep": 0.5}]}, "'rows[0].name' is required"),
         ({"rows": [{"name": "a", "kep": 0.5}]}, "'rows[0].kep' is not a field of Row (did you mean 'keep'?)"),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rewire.experiments.swap_claim import swap_trials, top_edges
+from rewire.experiments.tiny_graphs.swap_claim import swap_trials, top_edges
 
 
 def test_top_edges_keeps_exactly_the_largest_magnitudes_per_row():

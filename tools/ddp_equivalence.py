@@ -218,18 +218,17 @@ def engine_fit(root: Path, distributed: DistContext | None):
     """The run through :func:`rewire.experiments.engine.fit_run` (a fresh model, fresh loaders)."""
     device = distributed.device if distributed is not None else torch.device("cpu")
     train_loader, eval_loader = synthetic_loaders(device)
-    return engine.fit_run(
-        "ddp-equivalence",
-        ENGINE_CONFIG,
-        sparse_model().to(device),
-        HPARAMS,
-        train_loader,
-        eval_loader,
-        root=root,
-        progress=False,
-        distributed=distributed,
-        sync_batchnorm=True,
+    request = engine.RunRequest(
+        name="ddp-equivalence",
+        config=ENGINE_CONFIG,
+        model=sparse_model().to(device),
+        hparams=HPARAMS,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+        code=(__name__,),
     )
+    options = engine.RunOptions(root=root, progress=False, distributed=distributed, sync_batchnorm=True)
+    return engine.fit_run(request, options)
 
 
 def run_engine(out: Path, backend: str | None = None) -> dict[str, Any] | None:

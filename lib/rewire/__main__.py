@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from rewire.experiments import registry
     from rewire.experiments.schema import ConfigError
     from rewire.pipeline.params import ParamsError
+    from rewire.train.checkpoint import CheckpointError
 
     try:
         if args.command == "list":
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = module.run(config, context=context, only=args.only)
         print(f"{args.experiment}: {len(outcome.runs)} runs done at scale '{scale}'")
         return 0
-    except (ConfigError, ParamsError, KeyError) as error:
+    except (ConfigError, ParamsError, CheckpointError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2

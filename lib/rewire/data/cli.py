@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 from rewire.data.cache import ENV_ARCHIVE, existing_cache, load, prepare, read_cache
 from rewire.data.datasets import CorruptDataError, DataNotFoundError
@@ -19,8 +20,9 @@ from rewire.data.datasets import CorruptDataError, DataNotFoundError
 __all__ = ["main"]
 
 # The parser's description: the first line of the package docstring.
-_DESCRIPTION = ("Datasets for rewire: a compact prepared cache, in-memory uint8 tensors "
-                "and batched on-device augmentation.")
+_DESCRIPTION = (
+    "Datasets for rewire: a compact prepared cache, in-memory uint8 tensors and batched on-device augmentation."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,17 +39,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     v.add_argument("--root", default="data")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    root_existed = Path(args.root).exists()
     try:
         if args.command == "prepare":
             started = time.perf_counter()
-            path = prepare(args.dataset, args.root, archive=args.archive, download=not args.no_download,
-                           image_size=args.image_size)
+            path = prepare(
+                args.dataset, args.root, archive=args.archive, download=not args.no_download, image_size=args.image_size
+            )
             seconds = time.perf_counter() - started
             data = read_cache(path)  # verify the checksums again, without a second "using the prepared cache"
         else:
             path, seconds = existing_cache(args.dataset, args.root), None
             data = load(args.dataset, args.root, download=False)
     except (DataNotFoundError, CorruptDataError, ValueError) as error:
+        if not root_existed:
+            _remove_empty(Path(args.root))  # a failed preparation leaves nothing behind
         print(f"error: {error}", file=sys.stderr)
         return 2
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
@@ -56,10 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"source: {src.get('kind')} - {src.get('description')}")
     digest = f" (sha256 {src['sha256']})" if src.get("sha256") else ""
     print(f"origin: {src.get('origin')}{digest}")
-    print(f"classes: {data.num_classes}; train: {data.train_labels.numel()}; test: {data.test_labels.numel()}; "
-          f"images: {'x'.join(str(s) for s in data.image_shape)}")
+    print(
+        f"classes: {data.num_classes}; train: {data.train_labels.numel()}; test: {data.test_labels.numel()}; "
+        f"images: {'x'.join(str(s) for s in data.image_shape)}"
+    )
     for fname, digest in meta["sha256"].items():
         print(f"sha256 {fname}: {digest}")
     if seconds is not None:
         print(f"seconds: {seconds:.1f}")
     return 0
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and its subfolders if no file is left in them (e.g. ``data/`` after a failed download)."""
+    if not folder.is_dir():
+        return
+    for path in sorted((p for p in [folder, *folder.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            path.rmdir()
+        except OSError:
+            pass

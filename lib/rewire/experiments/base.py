@@ -59,6 +59,7 @@ class RunContextSpec:
     device: torch.device | str | None = None  # None: CUDA when present, else the CPU
     progress: bool | None = None  # None: a progress bar on a terminal
     reuse_checkpoints: bool | None = None  # None: the REWIRE_REUSE_CHECKPOINTS environment variable
+    distributed: Any = None  # a rewire.train.distributed.DistContext under torchrun (world size > 1), else None
 
     def resolved_device(self) -> torch.device:
         from rewire.train.runtime import pick_device

@@ -52,8 +52,12 @@ class _Check:
     def describe(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        low = f"({self.above:g}" if self.above is not None else f"[{self.at_least:g}" if self.at_least is not None else ""
-        high = f"{self.below:g})" if self.below is not None else f"{self.at_most:g}]" if self.at_most is not None else ""
+        low = (
+            f"({self.above:g}" if self.above is not None else f"[{self.at_least:g}" if self.at_least is not None else ""
+        )
+        high = (
+            f"{self.below:g})" if self.below is not None else f"{self.at_most:g}]" if self.at_most is not None else ""
+        )
         if low and high:
             return f"in {low}, {high}{self.unit and ' ' + self.unit}"
         if low:
@@ -92,7 +96,9 @@ def check(
 ) -> dict[str, Any]:
     """Field metadata: the valid range or choices, an example value and a one-line help."""
     return {
-        "check": _Check(above, at_least, below, at_most, tuple(choices) if choices is not None else None, True, example, unit),
+        "check": _Check(
+            above, at_least, below, at_most, tuple(choices) if choices is not None else None, True, example, unit
+        ),
         "help": help,
     }
 
@@ -152,6 +158,8 @@ class ExperimentConfig:
                 continue
             n_before = len(problems)
             value = _coerce(values[name], hints[name], name, problems)
+            if len(problems) > n_before and "e.g." not in problems[-1]:
+                problems[-1] += _example(field, name)
             spec: _Check | None = field.metadata.get("check")
             if len(problems) == n_before and spec is not None:
                 raw = values[name]

@@ -7,11 +7,19 @@ module                             methods
 ``methods/dpf.py``                 ``dpf``, ``dpf_structured``, ``incremental``, ``sfp`` and the procedures
                                    ``dpf_ft``, ``incremental_ft``, ``dpf_rewind`` (DPF, Lin et al. 2020)
 ``methods/pruning.py``             ``snip``, ``oneshot_ft``, ``lottery`` (pruning baselines of DPF)
-``methods/dynamic_sparse.py``      ``sm``, ``dsr`` (sparse-from-scratch baselines of DPF)
+``methods/dynamic_sparse/``       ``sm``, ``dsr`` (sparse-from-scratch baselines of DPF)
 ``methods/targeted_dropout.py``    ``td``, ``td_regular`` (targeted dropout as DNW Table 2 / Appendix B run it)
 ``methods/anneal.py``              ``l1_anneal`` (DNW Table 2's L1 + Anneal, from the paper's words)
 ``methods/edge_popup.py``          ``edge_popup`` (learned scores on frozen weights; robust binary subnetworks)
 =================================  ==============================================================================
+
+Beside the families, DNW's analyses of the graphs it rewires (they read a concrete model's masks):
+``methods/dnw_wiring.py`` (live edges, swaps and dead nodes of a tiny graph, DNW Sections 2-3) and
+``methods/dnw_profile.py`` (MobileNetV1-DNW's parameters and multiply-adds as DNW Table 3 counts them).
+
+A method is a plug-in of the training loop (a selector on the mask mechanism of :mod:`rewire.sparse`,
+or a :class:`rewire.train.Callback`): methods import ``sparse``, ``train`` and, for the analyses above,
+``models``; none of those imports a method.
 
 Add a method: write ``methods/<family>.py`` with its selector or callback and a
 ``register(Method(...))`` call, and import the module here.

@@ -172,7 +172,7 @@ class GraphStage(nn.Module):
     """One neural graph G_i of MobileNetV1-DNW (Section 2.4, Table 4): input nodes, then receiver blocks.
 
     ``block_sizes`` are the node counts of the receiver blocks (``[outputs] * blocks`` in the paper's model;
-    other sizes are what :func:`rewire.sparse.graph_profile.compact` builds); all but the last are hidden
+    other sizes are what :func:`rewire.methods.dnw_profile.compact` builds); all but the last are hidden
     blocks with a node operation, the last holds the output nodes. Forward, for NCHW pre-activations ``x`` of
     the input nodes:
 

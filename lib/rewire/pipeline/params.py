@@ -1,99 +1,75 @@
 """The three scales of ``params.yaml`` and their validation.
 
 ``params.yaml`` names the active scale (``scale: cpu``) and holds one block per
-scale, ``smoke`` / ``cpu`` / ``paper``, each with one entry per notebook stage.
+scale, ``smoke`` / ``cpu`` / ``paper``, each with one entry per experiment (stage).
+The blocks may instead live in ``scales.yaml`` beside it (:data:`BLOCKS_FILE`), leaving
+``params.yaml`` with what a user switches: ``scale`` and, optionally, overrides of single
+values (``cpu: {quickstart: {epochs: 3}}``), merged over the blocks. DVC shows every key of
+``params.yaml`` in ``dvc exp show``, so a short ``params.yaml`` keeps that table narrow.
+
 The values of a stage are checked against the parameters cell of its notebook,
 which declares every parameter with a type annotation and its smoke-scale default,
-for example ``epochs: int = 1``. An unknown scale, an unknown key or a value of
+for example ``epochs: int = 1``, and against the experiment's schema
+(:mod:`rewire.pipeline.validate`). An unknown scale, an unknown key or a value of
 the wrong type stops with a message naming the file, the key and the fix.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-SCALES = ("smoke", "cpu", "paper")
-
-
-class ParamsError(ValueError):
-    """``params.yaml`` does not fit the stage or notebook it is used for."""
-
-
-def load(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path} not found; run from the repository root or pass the path to params.yaml")
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(params, dict):
-        raise ParamsError(f"{path} must be a mapping with a 'scale' key and one block per scale")
-    return params
-
-
-def active_scale(params: dict[str, Any], override: str | None = None, where: str = "params.yaml") -> str:
-    scale = override if override is not None else params.get("scale")
-    if scale not in SCALES:
-        raise ParamsError(
-            f"{where}: scale {scale!r} is not one of {', '.join(SCALES)}. Set `scale:` in params.yaml "
-            f"or switch with `dvc exp run -S scale=paper`."
-        )
-    if not isinstance(params.get(scale), dict):
-        raise ParamsError(f"{where}: there is no '{scale}:' block; add one with an entry per stage")
-    return scale
-
-
-def stage_values(
-    stage: str, path: str | os.PathLike = "params.yaml", scale: str | None = None
-) -> tuple[str, dict[str, Any]]:
-    """Return ``(scale, values)`` of ``stage`` at the active (or given) scale."""
-    params = load(path)
-    scale = active_scale(params, scale, where=str(path))
-    values = params[scale].get(stage)
-    if not isinstance(values, dict):
-        raise ParamsError(f"{path}: '{scale}.{stage}' is missing or not a mapping; copy the block of another scale")
-    return scale, values
-
-
-def shared_values(names, path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    """The keys of the top-level mappings ``names`` (blocks shared by every scale, e.g. ``dpf_grid``)."""
-    if not names:
-        return {}
-    params = load(path)
-    merged: dict[str, Any] = {}
-    for name in names:
-        block = params.get(name)
-        if name in SCALES or not isinstance(block, dict):
-            raise ParamsError(f"{path}: '{name}' is not a top-level mapping shared by all scales")
-        merged.update(block)
-    return merged
+from rewire.experiments.scales import (  # noqa: F401  (re-exported: the pipeline's view of the same files)
+    BLOCKS_FILE,
+    SCALES,
+    ParamsError,
+    active_scale,
+    load,
+    merge,
+    shared_values,
+    source,
+    stage_values,
+)
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Parameters declared in the notebook's ``parameters`` cell: name -> {type, default}."""
-    import papermill
+    """Parameters declared in the notebook's ``parameters`` cell: name -> {type, default}.
 
-    declared = papermill.inspect_notebook(str(notebook))
-    if not declared:
+    Read with :mod:`ast` (every ``name: type = value`` statement, whatever its comments or layout), not
+    with papermill's line parser, which skips a line whose comment holds an ``=`` and an annotation
+    such as ``list | str`` without a word.
+    """
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if not cells:
         raise ParamsError(f"{notebook} has no cell tagged 'parameters'")
-    return {
-        name: {"type": info["inferred_type_name"], "default": _literal(info["default"])}
-        for name, info in declared.items()
-    }
+    try:
+        tree = ast.parse(cells[0].source)
+    except SyntaxError as error:
+        raise ParamsError(f"{notebook}: the parameters cell is not valid Python ({error})") from error
+    declared = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            declared[node.target.id] = {
+                "type": ast.unparse(node.annotation),
+                "default": _literal(ast.unparse(node.value)),
+            }
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            declared[node.targets[0].id] = {"type": "Any", "default": _literal(ast.unparse(node.value))}
+    return declared
 
 
-def _literal(source: str) -> Any:
+def _literal(text: str) -> Any:
     import ast
 
     try:
-        return ast.literal_eval(source)
+        return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return source
+        return text
 
 
 def check_values(values: dict[str, Any], declared: dict[str, dict[str, Any]], where: str) -> None:
@@ -115,10 +91,13 @@ def matches_type(value: Any, type_name: str) -> bool:
     type_name = type_name.replace(" ", "")
     if type_name in ("None", "", "Any"):
         return True
-    if "|" in type_name:
-        return any(matches_type(value, part) for part in type_name.split("|"))
+    options = _top_level_union(type_name)
+    if len(options) > 1:
+        return any(matches_type(value, part) for part in options)
     if type_name.startswith("list[") and type_name.endswith("]"):
         return isinstance(value, list) and all(matches_type(v, type_name[5:-1]) for v in value)
+    if type_name.startswith("dict[") and type_name.endswith("]"):
+        return isinstance(value, dict)  # the experiment's schema checks the items
     checks = {
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -130,3 +109,17 @@ def matches_type(value: Any, type_name: str) -> bool:
     if type_name not in checks:
         raise ParamsError(f"unsupported parameter annotation {type_name!r}; use int, float, str, bool or list[...]")
     return checks[type_name](value)
+
+
+def _top_level_union(type_name: str) -> list[str]:
+    """``"list[int | None] | str"`` -> ``["list[int | None]", "str"]`` (only the outer ``|`` split)."""
+    parts, depth, current = [], 0, ""
+    for char in type_name:
+        depth += char == "["
+        depth -= char == "]"
+        if char == "|" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]

@@ -4,8 +4,9 @@ What it does, in order:
 
 1. reads ``params.yaml``, picks the active scale and the stage's block (plus the keys of
    any top-level mapping named with ``--shared``, such as the sweep grid ``dpf_grid``, and the
-   scale-independent strings given with ``--set NAME=VALUE``), and checks
-   every value against the notebook's ``parameters`` cell (``rewire.params``);
+   scale-independent strings given with ``--set NAME=VALUE``), and checks it as the first stage
+   does (:func:`rewire.pipeline.validate.check_block`): every value against the notebook's
+   ``parameters`` cell and the experiment's schema, and every notebook parameter a field of it;
 2. runs the notebook with papermill (kernel ``python3``, working directory the
    notebook's folder), injecting the block plus ``scale``, ``out_dir`` and, when
    the notebook declares it, ``checkpoint_dir`` (``checkpoints/<stage>``, kept by
@@ -13,7 +14,9 @@ What it does, in order:
 3. the notebook writes its artefacts into a temporary directory next to ``DIR``;
    the executed notebook goes there too. Only when every cell succeeded is the
    temporary directory renamed to ``DIR``. On failure nothing is left in ``DIR``;
-   the executed notebook with the traceback is kept as ``results/failed/<stage>.ipynb``.
+   the executed notebook with the traceback is kept as ``results/failed/<stage>.ipynb``, and the
+   error's whole message (e.g. the three ways to get missing data) is printed, the line DVC
+   shows. A data or checkpoint folder the failed stage created and left empty is removed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from rewire.experiments.schema import ConfigError
 from rewire.pipeline import params as params_module
+from rewire.pipeline import validate
 
 
 def run_notebook(
@@ -52,10 +57,7 @@ def run_notebook(
     scale, values = params_module.stage_values(stage, params_path, scale)
     values = {**params_module.shared_values(shared, params_path), **values, **(fixed or {})}
     declared = params_module.notebook_parameters(notebook)
-    params_module.check_values(values, declared, where=f"{params_path} '{scale}.{stage}'")
-    for reserved in ("scale", "out_dir"):
-        if reserved not in declared:
-            raise params_module.ParamsError(f"{notebook} must declare '{reserved}' in its parameters cell")
+    validate.check_block(stage, values, f"{params_module.source(params_path)} '{scale}.{stage}'", notebook, declared)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.glob(f".tmp-{out_dir.name}-*"):  # left by a run killed with SIGKILL
@@ -69,6 +71,7 @@ def run_notebook(
     if "checkpoint_dir" in declared:
         parameters["checkpoint_dir"] = os.path.relpath((Path(checkpoint_root) / stage).resolve(), here)
     executed = staging / notebook.name
+    created = _absent_folders(notebook.parent, {**declared_defaults(declared), **parameters})
     # Progress bars inside the kernel are logged line by line; keep them sparse.
     os.environ.setdefault("TQDM_MININTERVAL", "15")
     try:
@@ -82,6 +85,7 @@ def run_notebook(
             log_output=True,
         )
     except BaseException:
+        _remove_if_empty(created)
         if executed.exists():
             failed = Path(failed_dir) / f"{stage}.ipynb"
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +102,52 @@ def run_notebook(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def declared_defaults(declared: dict) -> dict:
+    return {name: info["default"] for name, info in declared.items()}
+
+
+# Parameters naming folders a notebook may create before it fails (the data cache, the runs).
+FOLDER_PARAMETERS = ("data_root", "checkpoint_dir")
+
+
+def _absent_folders(notebook_dir: Path, parameters: dict) -> list[Path]:
+    """The folders named by :data:`FOLDER_PARAMETERS` (relative to the notebook's folder) that do not exist
+    yet (for a nested one, its topmost missing ancestor)."""
+    folders = []
+    for name in FOLDER_PARAMETERS:
+        value = parameters.get(name)
+        if isinstance(value, str) and value:
+            folder = (notebook_dir / value).resolve()
+            if not folder.exists():
+                while not folder.parent.exists():  # the topmost folder that a run would create
+                    folder = folder.parent
+                folders.append(folder)
+    return folders
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed stage created and left empty (e.g. ``data/`` after a failed download)."""
+    for folder in folders:
+        for path in sorted((p for p in [folder, *folder.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
+            try:
+                path.rmdir()  # only empty folders: nothing the stage wrote is lost
+            except OSError:
+                pass
+
+
+def failure_message(error: BaseException) -> str:
+    """The failed cell's exception with its whole message (papermill's error, else the error itself).
+
+    A library error explains itself in several lines (e.g. :class:`rewire.data.DataNotFoundError`'s three
+    ways to get the data); DVC shows the stage's stderr, so the whole message goes there.
+    """
+    name, value = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if name is None:
+        name, value = type(error).__name__, str(error)
+    text = str(value or "").strip()
+    return f"{name}: {text}" if text else name
 
 
 def _relative(path: Path) -> str:
@@ -172,17 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             shared=args.shared,
             fixed=fixed,
         )
-    except (params_module.ParamsError, FileNotFoundError) as error:
+    except (params_module.ParamsError, ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"error: stage '{args.stage}' interrupted; nothing was written to {args.out}", file=sys.stderr)
         return 130
-    except Exception as error:  # papermill's execution error already names the cell and the exception
-        print(
-            f"error: stage '{args.stage}' failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}",
-            file=sys.stderr,
-        )
+    except Exception as error:  # papermill's execution error names the cell and the exception
+        print(f"error: stage '{args.stage}' failed: {failure_message(error)}", file=sys.stderr)
         return 1
     print(f"stage '{args.stage}' done: {path}")
     return 0

@@ -7,7 +7,8 @@
 - :mod:`rewire.sparse.schedules`  sparsity schedules as pure functions of time (Zhu & Gupta).
 - :mod:`rewire.sparse.stats`      mask statistics: reached sparsity, flips, IoU, pruning error.
 - :mod:`rewire.sparse.flops`      multiply-accumulate counts, dense and sparse.
-- :mod:`rewire.sparse.wiring`     graph diagnostics of a masked adjacency (live edges, swaps, dead nodes).
 
-Nothing here knows which paper or method uses it: methods live in :mod:`rewire.methods`.
+Nothing here knows which paper, method, model or training loop uses it: methods live in
+:mod:`rewire.methods`, models in :mod:`rewire.models`, the loop in :mod:`rewire.train`
+(``tests/test_layers.py`` holds every layer to that).
 """

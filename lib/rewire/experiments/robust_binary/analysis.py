@@ -85,31 +85,13 @@ import torch.nn.functional as F
 from rewire.sparse.masks import topk_mask
 
 __all__ = [
-    "search_space_bound",
-    "path_count_bound",
-    "OBJECTIVES",
-    "allocations",
-    "BruteForceResult",
-    "brute_force_best",
-    "fixed_rate_allocation",
-    "fixed_count_allocation",
-    "search_space_optimum",
-    "satisfies_eq5",
-    "satisfies_theorem_a2",
-    "table6_flops",
-    "BinaryFlopRatios",
-    "binary_flop_ratios",
-    "text_backward_ratio",
-    "kaiming_constant_to_binary_scale",
-    "last_batch_norm",
-    "LBNResult",
-    "lbn_gradient_experiment",
-    "EXPECTATION_MODELS",
-    "expected_kernels_with_kept",
-    "kept_per_kernel_histogram",
-    "KernelCountSample",
+    "search_space_bound", "path_count_bound", "OBJECTIVES", "allocations", "BruteForceResult", "brute_force_best",
+    "fixed_rate_allocation", "fixed_count_allocation", "search_space_optimum", "satisfies_eq5",
+    "satisfies_theorem_a2", "table6_flops", "BinaryFlopRatios", "binary_flop_ratios", "text_backward_ratio",
+    "kaiming_constant_to_binary_scale", "last_batch_norm", "LBNResult", "lbn_gradient_experiment",
+    "EXPECTATION_MODELS", "expected_kernels_with_kept", "kept_per_kernel_histogram", "KernelCountSample",
     "sample_random_kernel_counts",
-]
+]  # fmt: skip
 
 
 # ============================================================================ A.1 allocations

@@ -1,8 +1,9 @@
-"""Appendix numbers of Liu et al., *Robust Binary Models by Pruning Randomly-initialized Networks* (NeurIPS 2022).
+"""The numbers of Liu et al., *Robust Binary Models by Pruning Randomly-initialized Networks* (NeurIPS 2022).
 
-Transcribed by hand from a text extraction of the paper's appendix, so that a notebook can put the
-paper's number beside every row of its own results. Every number below is as printed; cells printed
-"-" are ``None``. All accuracies are top-1 in %, on the test set.
+The numbers are data, in ``paper.yaml`` beside this module (appendix Tables 6-11 and the values stated in its text,
+as printed; editing one never retrains a run); this module reads them into frozen rows and looks cells up, so that
+the report can put the paper's number beside every row of its own results (:func:`paper_cells`). All accuracies
+are top-1 in %, on the test set; cells printed "-" are ``None``.
 
 * :data:`TABLE7` -- the small dense RN34 variants (per-stage widths, ``#params``; no accuracies printed).
 * :data:`TABLE8` -- vanilla (clean) training on CIFAR10: p x {Signed KC, binary} x {no LBN, LBN}.
@@ -11,14 +12,12 @@ paper's number beside every row of its own results. Every number below is as pri
 * :data:`TABLE11` -- clean accuracy in the non-adversarial case (epsilon = 0).
 * :data:`TABLE6_EXAMPLE`, :data:`APPENDIX_A4`, :data:`TEXT_NUMBERS`, :data:`FIGURE4` -- numbers stated in the text.
 
-What the tables do *not* contain (do not look for it here): Table 9 has no clean accuracy, no parameter
-count and does not say which attack its "robust accuracy" is (PGD-10 or AutoAttack); Table 7 has no
-accuracies. :data:`EXTRACTION_NOTES` lists numbers that look wrong or ambiguous in the extraction.
+What the tables do *not* contain: Table 9 has no clean accuracy, no parameter count and does not say which attack
+its "robust accuracy" is (PGD-10 or AutoAttack); Table 7 has no accuracies. :data:`EXTRACTION_NOTES` lists numbers
+that look wrong or ambiguous in the extraction.
 
-``quoted=True`` marks the baselines whose code is not the authors' (FlyingBird, FlyingBird+, BCS, RST,
-HYDRA, ATMC; :data:`QUOTED_METHODS`). Per Appendix D.1 the authors *ran* these from the baselines' own
-public implementations (with a validation set for model selection, BinaryConnect plugged in for binary
-FlyingBird(+)/BCS/HYDRA, shortened schedules); the numbers are not copied from the baselines' papers.
+``quoted=True`` marks the baselines whose code is not the authors' (:data:`QUOTED_METHODS`). Per Appendix D.1 the
+authors *ran* these from the baselines' own public implementations; the numbers are not copied from their papers.
 """
 
 from __future__ import annotations
@@ -26,123 +25,48 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
 
 __all__ = [
-    "Init",
-    "Dataset",
-    "Table7Row",
-    "Table8Row",
-    "RobustRow",
-    "CleanRow",
-    "Table6Example",
-    "AppendixA4",
-    "Figure4Settings",
-    "TABLE6_CAPTION",
-    "TABLE7_CAPTION",
-    "TABLE8_CAPTION",
-    "TABLE9_CAPTION",
-    "TABLE10_CAPTION",
-    "TABLE11_CAPTION",
-    "CAPTIONS",
-    "TABLE7",
-    "TABLE8",
-    "TABLE9",
-    "TABLE10",
-    "TABLE11",
-    "TABLE8_P_VALUES",
-    "TABLE9_PRUNING_RATE",
-    "TABLE10_PRUNING_RATE",
-    "TABLE11_PRUNING_RATE",
-    "QUOTED_METHODS",
-    "EPSILON_LINF",
-    "TEXT_NUMBERS",
-    "TABLE6_EXAMPLE",
-    "APPENDIX_A4",
-    "FIGURE4",
-    "EXTRACTION_NOTES",
-    "table7",
-    "table8",
-    "table9_rows",
-    "table10_rows",
-    "table11_rows",
-    "table6_ratios",
-    "a4_expected_kernels",
-]
+    "PAPER_FILE", "load_numbers", "Init", "Dataset", "Table7Row", "Table8Row", "RobustRow", "CleanRow",
+    "Table6Example", "AppendixA4", "Figure4Settings", "TABLE6_CAPTION", "TABLE7_CAPTION", "TABLE8_CAPTION",
+    "TABLE9_CAPTION", "TABLE10_CAPTION", "TABLE11_CAPTION", "CAPTIONS", "TABLE7", "TABLE8", "TABLE9", "TABLE10",
+    "TABLE11", "TABLE8_P_VALUES", "TABLE9_PRUNING_RATE", "TABLE10_PRUNING_RATE", "TABLE11_PRUNING_RATE",
+    "QUOTED_METHODS", "EPSILON_LINF", "TEXT_NUMBERS", "TABLE6_EXAMPLE", "APPENDIX_A4", "FIGURE4", "EXTRACTION_NOTES",
+    "table7", "table8", "table9_rows", "table10_rows", "table11_rows", "table6_ratios", "a4_expected_kernels",
+    "paper_cells",
+]  # fmt: skip
+
+PAPER_FILE = Path(__file__).with_name("paper.yaml")
 
 Init = Literal["signed_kc", "binary"]
 Dataset = Literal["CIFAR10", "CIFAR100", "ImageNet100"]
 
-# --------------------------------------------------------------------------------------------------
-# Captions (abridged only where marked "...")
-# --------------------------------------------------------------------------------------------------
 
-TABLE6_CAPTION = (
-    "Table 6: The complexity in FLOP operations of the sparse 'Convolution-BathNorm-ReLU' block in both "
-    "full precision and binary case. The pruning rate is r."
-)
-TABLE7_CAPTION = (
-    "Table 7: RN34 variants that have similar layer sizes as the pruned RN34 obtained by different p values. "
-    "3x3x23 means the kernel size is 3x3 and there are 23 output channels."
-)
-TABLE8_CAPTION = (
-    "Table 8: The accuracy (in %) of vanilla trained models on the CIFAR10 test set under various settings, "
-    "including Signed Kaiming Constant (Signed KC) and the binary initialization. We include models both with "
-    "and without the last batch normalization layer (LBN). The best results are marked in bold."
-)
-TABLE9_CAPTION = (
-    "Table 9: Robust accuracy (in %) on the CIFAR10 and CIFAR100 test sets for AT, TRADES, FlyingBird(+), BCS, "
-    "RST, HYDRA, ATMC and our proposed method. 'RN34-LBN' represents RN34 with the last batch normalization "
-    "layer. 'Small RN34' here refers to Small RN34-p0.1 in Table 7 of Appendix D.1. ..."
-)
-TABLE10_CAPTION = (
-    "Table 10: The accuracy (in %) on the clean inputs of the methods studied in Section 4.2. 'RN34-LBN' "
-    "represents RN34 with the last batch normalization layer. ..."
-)
-TABLE11_CAPTION = (
-    "Table 11: Clean accuracy (in %) on the CIFAR10, CIFAR100 and ImageNet100 test sets for the baselines and "
-    "our proposed method in the non-adversarial case, i.e., epsilon = 0. ... 'Small RN34' refers to Small "
-    "RN34-p0.1 in Table 7 of Appendix D.1. The pruning rate is set to 0.99 except for the not-pruned methods. ..."
-)
-CAPTIONS: dict[int, str] = {
-    6: TABLE6_CAPTION,
-    7: TABLE7_CAPTION,
-    8: TABLE8_CAPTION,
-    9: TABLE9_CAPTION,
-    10: TABLE10_CAPTION,
-    11: TABLE11_CAPTION,
-}
+@cache
+def load_numbers(path: str | Path = PAPER_FILE) -> dict[str, Any]:
+    """The parsed ``paper.yaml`` (read once)."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+_NUMBERS = load_numbers()
 
 # --------------------------------------------------------------------------------------------------
-# Settings stated in the text (Appendix D.1 unless noted)
+# Captions (abridged only where marked "...") and settings stated in the text (Appendix D.1 unless noted)
 # --------------------------------------------------------------------------------------------------
 
+CAPTIONS: dict[int, str] = {int(k): v for k, v in _NUMBERS["captions"].items()}
+TABLE6_CAPTION, TABLE7_CAPTION, TABLE8_CAPTION, TABLE9_CAPTION, TABLE10_CAPTION, TABLE11_CAPTION = (
+    CAPTIONS[t] for t in range(6, 12)
+)
 #: l_inf adversarial budget per dataset (D.1). PGD: 10 iterations, step size epsilon / 4.
-EPSILON_LINF: dict[str, Fraction] = {
-    "CIFAR10": Fraction(8, 255),
-    "CIFAR100": Fraction(4, 255),
-    "ImageNet100": Fraction(2, 255),
-}
-
+EPSILON_LINF: dict[str, Fraction] = {k: Fraction(v, 255) for k, v in _NUMBERS["epsilon_linf_255"].items()}
 #: Other scalars stated in the appendix text, keyed by what they are.
-TEXT_NUMBERS: dict[str, float | int] = {
-    "rn34_trainable_params": 21265088,  # D.1, the paper's RN34 (1x1 shortcuts, no biases, no BN affine)
-    "a11_kept_params_conv3to64_k3_r099": 17,  # A.1.1: 3 in, 64 out, 3x3 kernel, r = 0.99
-    "a3_alpha_penultimate512": 16,  # A.3: Kaiming constant -> binary scales the last layer by 16 (512 inputs)
-    "pgd_iterations": 10,
-    "pgd_step_size_over_epsilon": 0.25,
-    "epochs_cifar": 400,
-    "epochs_imagenet100": 100,
-    "validation_fraction": 0.02,
-    "sgd_momentum": 0.9,
-    "sgd_weight_decay": 5e-4,
-    "sgd_lr": 0.1,
-    "adam_lr_binary_at": 1e-4,  # binary networks in adversarial training: Adam, cosine schedule
-    "epochs_baselines_flyingbird_bcs_rst": 100,
-    "epochs_hydra": 110,  # 50 pretrain + 10 prune + 50 finetune
-    "epochs_atmc": 200,  # 4 phases x 50
-    "fig5_layer_pruning_rate": 0.99,
-}
+TEXT_NUMBERS: dict[str, float | int] = dict(_NUMBERS["text_numbers"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,9 +93,9 @@ class Table7Row:
     num_params: int
 
 
-TABLE7: tuple[Table7Row, ...] = (
-    Table7Row("Small RN34-p0.1", 0.1, 0.99, 23, (23, 25, 27, 29), (3, 4, 6, 3), 3, 10, 201078),
-    Table7Row("Small RN34-p1.0", 1.0, 0.99, 6, (6, 13, 26, 51), (3, 4, 6, 3), 3, 10, 216360),
+TABLE7: tuple[Table7Row, ...] = tuple(
+    Table7Row(**{**row, "stage_channels": tuple(row["stage_channels"]), "stage_blocks": tuple(row["stage_blocks"])})
+    for row in _NUMBERS["table7"]
 )
 
 
@@ -205,27 +129,12 @@ class Table8Row:
     clean_top1: float
 
 
-TABLE8_P_VALUES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.5, 0.8, 0.9, 1.0)
-
-# p -> (Signed KC no LBN, Signed KC LBN, Binary no LBN, Binary LBN), column order as printed
-_TABLE8: dict[float, tuple[float, float, float, float]] = {
-    0.0: (93.25, 93.99, 93.64, 94.05),
-    0.1: (92.12, 93.98, 93.84, 93.99),
-    0.2: (92.96, 94.35, 89.27, 93.87),
-    0.5: (93.44, 94.29, 90.85, 94.00),
-    0.8: (90.93, 92.57, 90.37, 92.42),
-    0.9: (91.31, 92.26, 90.51, 90.12),
-    1.0: (89.27, 89.12, 87.58, 89.03),
-}
-_TABLE8_COLUMNS: tuple[tuple[Init, bool], ...] = (
-    ("signed_kc", False),
-    ("signed_kc", True),
-    ("binary", False),
-    ("binary", True),
-)
-
+_TABLE8_COLUMNS: tuple[tuple[Init, bool], ...] = tuple((init, lbn) for init, lbn in _NUMBERS["table8"]["columns"])
+TABLE8_P_VALUES: tuple[float, ...] = tuple(float(p) for p in _NUMBERS["table8"]["rows"])
 TABLE8: tuple[Table8Row, ...] = tuple(
-    Table8Row(p, init, lbn, acc) for p, accs in _TABLE8.items() for (init, lbn), acc in zip(_TABLE8_COLUMNS, accs)
+    Table8Row(float(p), init, lbn, acc)
+    for p, accs in _NUMBERS["table8"]["rows"].items()
+    for (init, lbn), acc in zip(_TABLE8_COLUMNS, accs)
 )
 
 
@@ -251,13 +160,12 @@ def table8(p: float, init: str, lbn: bool) -> Table8Row:
 # --------------------------------------------------------------------------------------------------
 
 #: Methods not in the authors' code (run from the baselines' public implementations, Appendix D.1).
-QUOTED_METHODS: frozenset[str] = frozenset({"FlyingBird", "FlyingBird+", "BCS", "RST", "HYDRA", "ATMC"})
-
-#: Pruning rate of the pruned rows: 0.99 for Table 9 (D.2.2 text) and Table 11 (caption).
-TABLE9_PRUNING_RATE = 0.99
-TABLE11_PRUNING_RATE = 0.99
-#: Table 10 (models of the main paper's Table 4): the pruning rate is not restated in the appendix.
-TABLE10_PRUNING_RATE: float | None = None
+QUOTED_METHODS: frozenset[str] = frozenset(_NUMBERS["quoted_methods"])
+#: Pruning rate of the pruned rows: 0.99 for Table 9 (D.2.2 text) and Table 11 (caption); Table 10 (models of the
+#: main paper's Table 4): not restated in the appendix (None).
+TABLE9_PRUNING_RATE: float = _NUMBERS["table9"]["pruning_rate"]
+TABLE10_PRUNING_RATE: float | None = _NUMBERS["table10"]["pruning_rate"]
+TABLE11_PRUNING_RATE: float = _NUMBERS["table11"]["pruning_rate"]
 
 
 @dataclass(frozen=True)
@@ -298,82 +206,11 @@ class CleanRow:
     quoted: bool
 
 
-_Acc = float | None
-_Line = tuple[str, str, str, tuple[_Acc, ...]]
-
-# (method, architecture, strategy, (C10 FP, C10 Bin, C100 FP, C100 Bin)) as printed
-_TABLE9: tuple[_Line, ...] = (
-    ("AT", "RN34", "Not Pruned", (43.26, 40.34, 36.63, 26.49)),
-    ("AT", "RN34-LBN", "Not Pruned", (42.39, 39.58, 35.15, 32.98)),
-    ("TRADES", "RN34", "Not Pruned", (49.07, 30.18, 35.28, 29.64)),
-    ("TRADES", "RN34-LBN", "Not Pruned", (48.27, 37.91, 31.23, 31.26)),
-    ("FlyingBird", "RN34", "Dynamic", (45.86, 34.37, 35.91, 22.49)),
-    ("FlyingBird+", "RN34", "Dynamic", (44.57, 33.33, 34.30, 22.64)),
-    ("FlyingBird", "RN34-LBN", "Dynamic", (45.58, 37.18, 35.06, 24.94)),
-    ("FlyingBird+", "RN34-LBN", "Dynamic", (44.44, 37.48, 34.03, 24.50)),
-    ("BCS", "RN34", "Dynamic", (43.51, 22.61, 31.85, 11.96)),
-    ("BCS", "RN34-LBN", "Dynamic", (42.02, 30.67, 31.16, 17.97)),
-    ("RST", "RN34", "p = 1.0", (34.95, None, 21.96, None)),
-    ("RST", "RN34-LBN", "p = 1.0", (37.23, None, 23.14, None)),
-    ("HYDRA", "RN34", "p = 0.1", (42.73, 29.28, 33.00, 23.60)),
-    ("HYDRA", "RN34", "p = 1.0", (40.51, 26.40, 31.09, 18.24)),
-    ("HYDRA", "RN34-LBN", "p = 0.1", (40.55, 33.99, 13.63, 25.53)),  # 13.63: see EXTRACTION_NOTES
-    ("HYDRA", "RN34-LBN", "p = 1.0", (32.93, 26.23, 29.96, 18.91)),
-    ("ATMC", "RN34", "Global", (34.14, 25.62, 25.10, 11.09)),
-    ("ATMC", "RN34", "p = 0.1", (34.58, 24.65, 25.37, 11.04)),
-    ("ATMC", "RN34", "p = 1.0", (30.50, 20.21, 22.28, 2.53)),
-    ("ATMC", "RN34-LBN", "Global", (33.55, 19.01, 23.16, 15.73)),
-    ("ATMC", "RN34-LBN", "p = 0.1", (31.61, 22.88, 25.16, 17.33)),
-    ("ATMC", "RN34-LBN", "p = 1.0", (27.88, 13.22, 22.12, 9.55)),
-    ("AT", "Small RN34-p0.1", "Not Pruned", (42.01, 32.54, 28.46, 16.18)),
-    ("AT", "Small RN34-p1.0", "Not Pruned", (38.81, 26.03, 27.68, 15.85)),
-    ("TRADES", "Small RN34-p0.1", "Not Pruned", (42.60, 29.92, 28.44, 15.25)),
-    ("TRADES", "Small RN34-p1.0", "Not Pruned", (38.53, 24.83, 27.63, 13.16)),
-    ("Ours", "RN34-LBN", "p = 0.1", (None, 45.06, None, 34.83)),
-    ("Ours", "RN34-LBN", "p = 1.0", (None, 34.57, None, 26.32)),
-    ("Ours (fast)", "RN34-LBN", "p = 0.1", (None, 40.77, None, 34.45)),
-    ("Ours (fast)", "RN34-LBN", "p = 1.0", (None, 29.68, None, 24.97)),
-)
-
-# (method, architecture, strategy, (C10 FP, C10 Bin, C100 FP, C100 Bin, IN100 FP, IN100 Bin)) as printed;
-# "Small RN34" = Small RN34-p0.1. Table 10 prints "Ours(fast)"; normalised to "Ours (fast)" as in Table 9.
-_TABLE10: tuple[_Line, ...] = (
-    ("AT", "RN34", "Not Pruned", (80.99, 74.37, 61.48, 47.87, 78.98, 63.76)),
-    ("AT", "RN34-LBN", "Not Pruned", (80.96, 74.17, 57.73, 60.08, 77.66, 64.60)),
-    ("AT", "Small RN34", "Not Pruned", (74.76, 58.69, 52.77, 28.81, 49.64, 21.12)),
-    ("FlyingBird", "RN34", "Dynamic", (79.29, 62.28, 62.12, 43.66, 66.66, 19.74)),
-    ("FlyingBird+", "RN34", "Dynamic", (77.01, 62.69, 59.09, 41.69, 66.66, 19.74)),  # IN100: see notes
-    ("BCS", "RN34", "Dynamic", (74.75, None, 53.82, None, None, None)),
-    ("RST", "RN34", "p = 1.0", (65.93, None, 38.87, None, 42.70, None)),
-    ("RST", "RN34-LBN", "p = 1.0", (67.45, None, 42.95, None, 46.22, None)),
-    ("HYDRA", "RN34", "p = 0.1", (75.31, 62.09, 55.92, 45.96, 67.76, 33.18)),
-    ("ATMC", "RN34", "Global", (81.85, 72.97, 57.15, 36.39, 60.68, 26.80)),
-    ("ATMC", "RN34", "p = 0.1", (81.37, 73.34, 59.99, 32.68, 61.88, 16.34)),
-    ("Ours", "RN34-LBN", "p = 0.1", (None, 76.59, None, 60.16, None, 58.94)),
-    ("Ours (fast)", "RN34-LBN", "p = 0.1", (None, 81.63, None, 63.73, None, None)),
-)
-
-_TABLE11: tuple[_Line, ...] = (
-    ("AT", "RN34", "Not Pruned", (94.80, 90.11, 76.39, 70.02, 80.26, 68.26)),
-    ("AT", "RN34-LBN", "Not Pruned", (94.79, 92.46, 76.85, 73.49, 79.84, 73.88)),
-    ("AT", "Small RN34", "Not Pruned", (91.99, 85.61, 65.48, 43.46, 58.14, 29.62)),
-    ("FlyingBird", "RN34", "Dynamic", (93.41, 88.96, 71.77, 61.50, 74.06, 26.06)),
-    ("FlyingBird+", "RN34", "Dynamic", (92.28, 86.44, 72.03, 58.09, 74.40, 27.52)),
-    ("BCS", "RN34", "Dynamic", (90.69, None, 67.39, None, None, None)),
-    ("RST", "RN34", "p = 1.0", (88.43, None, 56.65, None, 50.18, None)),
-    ("RST", "RN34-LBN", "p = 1.0", (89.14, None, 62.93, None, 61.52, None)),
-    ("HYDRA", "RN34", "p = 0.1", (91.13, 88.10, 68.84, 62.10, 76.42, 49.40)),
-    ("ATMC", "RN34", "Global", (92.01, 88.40, 67.45, 51.96, 69.36, 35.30)),
-    ("ATMC", "RN34", "p = 0.1", (91.32, 79.46, 68.03, 50.94, 70.12, 33.52)),
-    ("Ours", "RN34-LBN", "p = 0.1", (None, 93.99, None, 75.37, None, 72.80)),
-)
-
-
 def _strategy_p(strategy: str) -> float | None:
     return float(strategy.split("=")[1]) if strategy.startswith("p =") else None
 
 
-def _robust_rows(lines: tuple[_Line, ...], datasets: tuple[Dataset, ...]) -> tuple[RobustRow, ...]:
+def _robust_rows(lines, datasets) -> tuple[RobustRow, ...]:
     return tuple(
         RobustRow(m, a, s, _strategy_p(s), ds, accs[2 * i], accs[2 * i + 1], m in QUOTED_METHODS)
         for m, a, s, accs in lines
@@ -381,7 +218,7 @@ def _robust_rows(lines: tuple[_Line, ...], datasets: tuple[Dataset, ...]) -> tup
     )
 
 
-def _clean_rows(table: int, lines: tuple[_Line, ...], datasets: tuple[Dataset, ...]) -> tuple[CleanRow, ...]:
+def _clean_rows(table: int, lines, datasets) -> tuple[CleanRow, ...]:
     return tuple(
         CleanRow(table, m, a, s, _strategy_p(s), ds, accs[2 * i], accs[2 * i + 1], m in QUOTED_METHODS)
         for m, a, s, accs in lines
@@ -390,11 +227,11 @@ def _clean_rows(table: int, lines: tuple[_Line, ...], datasets: tuple[Dataset, .
 
 
 #: Table 9, one row per printed line and dataset (30 lines x 2 datasets).
-TABLE9: tuple[RobustRow, ...] = _robust_rows(_TABLE9, ("CIFAR10", "CIFAR100"))
+TABLE9: tuple[RobustRow, ...] = _robust_rows(_NUMBERS["table9"]["lines"], tuple(_NUMBERS["table9"]["datasets"]))
 #: Table 10, one row per printed line and dataset (13 lines x 3 datasets).
-TABLE10: tuple[CleanRow, ...] = _clean_rows(10, _TABLE10, ("CIFAR10", "CIFAR100", "ImageNet100"))
+TABLE10: tuple[CleanRow, ...] = _clean_rows(10, _NUMBERS["table10"]["lines"], tuple(_NUMBERS["table10"]["datasets"]))
 #: Table 11, one row per printed line and dataset (12 lines x 3 datasets).
-TABLE11: tuple[CleanRow, ...] = _clean_rows(11, _TABLE11, ("CIFAR10", "CIFAR100", "ImageNet100"))
+TABLE11: tuple[CleanRow, ...] = _clean_rows(11, _NUMBERS["table11"]["lines"], tuple(_NUMBERS["table11"]["datasets"]))
 
 
 def _filter(rows, table: int, dataset, method, architecture, p):
@@ -474,7 +311,7 @@ class Table6Example:
     inference_saving_pct: int
 
 
-TABLE6_EXAMPLE = Table6Example(0.99, 3, 128, 128, 16, 0.6616, 0.5740, 0.7065, 34, 29, 43)
+TABLE6_EXAMPLE = Table6Example(**_NUMBERS["table6_example"])
 
 
 def table6_ratios(r: float, c: int, r_in: int, s: int) -> tuple[float, float, float]:
@@ -497,7 +334,7 @@ class AppendixA4:
     kernels_with_4_kept: float  # "approx 0.18"
 
 
-APPENDIX_A4 = AppendixA4(3 * 3 * 256 * 256, 0.99, 8.19, 0.18)
+APPENDIX_A4 = AppendixA4(**_NUMBERS["appendix_a4"])
 
 
 def a4_expected_kernels(k: int, n: int, r: float) -> float:
@@ -523,39 +360,95 @@ class Figure4Settings:
     best_p_at_r05: float
 
 
-FIGURE4 = Figure4Settings(0.99, 0.5, 0.1, 1.0)
+FIGURE4 = Figure4Settings(**_NUMBERS["figure4"])
+
+EXTRACTION_NOTES: tuple[str, ...] = tuple(_NUMBERS["extraction_notes"])
 
 
 # --------------------------------------------------------------------------------------------------
-# What looked wrong or ambiguous in the extraction (numbers kept as printed)
+# The paper's cell beside a row of ours
 # --------------------------------------------------------------------------------------------------
 
-EXTRACTION_NOTES: tuple[str, ...] = (
-    "Bold marks were lost in every table; <u>underline</u> marks survived only in part and look "
-    "inconsistent (Table 10 ImageNet100 FP underlines 60.68 but not 61.88; Tables 10/11 underline the "
-    "not-pruned Small RN34 row although the captions restrict marks to pruned models) -- not transcribed.",
-    "Table 9, HYDRA RN34-LBN p = 0.1, CIFAR100 FP = 13.63: far below its neighbours (29.96-33.00) and "
-    "contradicts the D.2.2 text ('p = 0.1 always has better performance than p = 1.0'; p = 1.0 gives "
-    "29.96). Kept as printed; likely a typo in the paper or the extraction, true value unknown.",
-    "Table 10, FlyingBird and FlyingBird+ ImageNet100 are identical (66.66 FP, 19.74 binary); possibly a "
-    "copy error in the paper. Kept as printed.",
-    "Table 9 says only 'robust accuracy': it does not name the attack (PGD-10 or AutoAttack) and has no "
-    "clean-accuracy or parameter-count columns.",
-    "Table 9 caption says 'Small RN34 refers to Small RN34-p0.1', but the table prints both -p0.1 and "
-    "-p1.0 rows (kept with their printed names).",
-    "Table 8's pruning rate is not restated in the appendix (same hyper-parameters as the main paper's "
-    "Table 3). Its text says LBN helps both inits, yet Signed KC p = 1.0 (89.27 vs 89.12) and binary "
-    "p = 0.9 (90.51 vs 90.12) are better without LBN; numbers kept as printed.",
-    "Table 7 caption writes '3x3x23' while the cells read '3 x 3, 23'; the table has no accuracies. Its "
-    "#params (201078, 216360) equal the conv+fc weights of the printed widths (1x1 shortcuts, 10-way fc, "
-    "no bias) plus 2 per BN channel.",
-    "Table 10 prints 'Ours(fast)', Table 9 'Ours (fast)'; normalised to 'Ours (fast)'. Table 10's "
-    "Ours (fast) ImageNet100 cell is '-'.",
-    "Table 10 is the clean accuracy of the adversarially trained models of Table 4 (Section 4.2), not "
-    "epsilon = 0; only Table 11 is epsilon = 0.",
-    "Appendix A.4 text: 'P(X_j = 0) approx e^{9(1-r_i)}' lacks the minus sign, and 'k = m_i / a' has a "
-    "garbled denominator (likely r_in); neither is transcribed as a number.",
-)
+
+def paper_cells(
+    setup: Any, dataset: str = "cifar10", full_widths: tuple[int, ...] = (64, 128, 256, 512)
+) -> dict[str, Any]:
+    """The paper's numbers for the row nearest to ``setup`` (a resolved :class:`~rewire.experiments.robust_binary.config.Row`): robust
+    accuracy from Table 9 and clean accuracy from Table 10 (adversarial training) or Table 8 / Table 11 (vanilla,
+    ε = 0), with the paper's row named in ``paper_row``. The paper trains RN34 at 99 % pruning with its own
+    recipe: these are the reference, not the same setting at a reduced scale. No matching row: NaN.
+
+    A dense or BinaryConnect row narrower than the scale's ``full_widths`` is the paper's "small" network at an
+    equal parameter budget: Table 7's small RN34 for its p when the widths are Table 7's, else Small RN34-p0.1
+    (the budget of the main row, p = 0.1)."""
+    from rewire.models.resnet_robust import SMALL_RN34_WIDTHS
+
+    column = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "imagenet100": "ImageNet100"}.get(dataset)
+    nan = float("nan")
+    cells: dict[str, Any] = {"paper_row": "", "paper_robust_top1": nan, "paper_clean_top1": nan}
+    if column is None:
+        return cells
+    binary = setup.method in ("edge_popup", "binary_connect")
+    small = {tuple(w): p for p, w in SMALL_RN34_WIDTHS.items()}.get(tuple(setup.widths))
+    if small is None and setup.method in ("dense", "binary_connect") and tuple(setup.widths) != tuple(full_widths):
+        small = 0.1
+    architecture = f"Small RN34-p{small:.1f}" if small is not None else ("RN34-LBN" if setup.last_bn else "RN34")
+    if setup.training == "clean":
+        if setup.method == "edge_popup" and setup.last_bn is not None and dataset == "cifar10":
+            init = "signed_kc" if setup.weight_init == "signed_kaiming_constant" else "binary"
+            try:
+                cell = table8(setup.p, init, setup.last_bn)
+            except ValueError:
+                return cells
+            lbn = "LBN" if setup.last_bn else "no LBN"
+            return {
+                **cells,
+                "paper_row": f"Table 8: p = {setup.p:g}, {init}, {lbn}",
+                "paper_clean_top1": cell.clean_top1,
+            }
+        method, table = "AT", table11_rows
+    elif setup.method == "edge_popup":
+        if not setup.last_bn or setup.weight_init != "binary" or setup.p not in (0.1, 1.0):
+            return cells
+        method, table = ("Ours (fast)" if setup.training == "fast" else "Ours"), None
+        architecture = "RN34-LBN"
+    elif setup.method in ("dense", "binary_connect"):
+        method, table = ("TRADES" if setup.training == "trades" else "AT"), None
+    else:
+        return cells
+    strategy_p = setup.p if method.startswith("Ours") else None
+    if table is table11_rows:
+        architecture = "Small RN34" if small is not None else architecture
+        rows = [r for r in table(column) if r.method == method and r.architecture == architecture]
+        if rows:
+            value = rows[0].binary_clean_top1 if binary else rows[0].fp_clean_top1
+            return {**cells, "paper_row": f"Table 11: {method}, {architecture}", "paper_clean_top1": value}
+        return cells
+    try:
+        table9 = table9_rows(column)
+    except ValueError:  # Table 9 has CIFAR-10 and CIFAR-100 only; ImageNet-100 rows have Table 10's clean cell
+        table9 = ()
+    rows9 = [
+        r for r in table9 if r.method == method and r.architecture == architecture
+        and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
+    ]  # fmt: skip
+    robust = (rows9[0].binary_robust_top1 if binary else rows9[0].fp_robust_top1) if rows9 else None
+    clean_architecture = "Small RN34" if small == 0.1 else architecture
+    rows10 = [
+        r for r in table10_rows(column) if r.method == method and r.architecture == clean_architecture
+        and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
+    ]  # fmt: skip
+    if not rows9 and not rows10:
+        return cells
+    clean = (rows10[0].binary_clean_top1 if binary else rows10[0].fp_clean_top1) if rows10 else nan
+    kind = "binary" if binary else "FP"
+    label = f"Table 9/10: {method}, {architecture}{f', p = {strategy_p:g}' if strategy_p is not None else ''}, {kind}"
+    return {
+        **cells,
+        "paper_row": label,
+        "paper_robust_top1": nan if robust is None else robust,
+        "paper_clean_top1": nan if clean is None else clean,
+    }
 
 
 def _same(a: float, b: float) -> bool:

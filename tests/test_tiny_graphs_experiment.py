@@ -1,0 +1,259 @@
+"""DNW Table 1 on the contract: its schema (every scale, the notebook), its plan, the paper's numbers,
+and its report (the committed tables recomputed from the committed curves; every declared output at smoke)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from rewire.experiments import tiny_graphs
+from rewire.experiments.base import Outcome
+from rewire.experiments.engine import settings_digest
+from rewire.experiments.schema import ConfigError, config_fields
+from rewire.experiments.tiny_graphs import paper
+from rewire.experiments.tiny_graphs.config import RESERVED_KEYS, Config
+from rewire.experiments.tiny_graphs.report import plot_table, table1, table1_claims
+from rewire.experiments.tiny_graphs.runs import TinyGraphRun, recipe
+from rewire.pipeline import params as params_module
+from rewire.reporting import claims
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "01_tiny_graphs.ipynb"
+RESULTS = ROOT / "results" / "tiny_graphs"
+SCALES = ("smoke", "cpu", "paper")
+
+
+def block(scale: str) -> dict:
+    return params_module.stage_values("tiny_graphs", ROOT / "params.yaml", scale)[1]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_scale_is_a_valid_config(scale):
+    config = Config.from_values(block(scale), where=f"{scale}.tiny_graphs")
+    assert config.as_dict() == {**Config().as_dict(), **block(scale)}
+
+
+def test_the_defaults_are_the_smoke_block_and_the_notebook_declares_them():
+    assert Config().as_dict() == block("smoke")
+    declared = params_module.notebook_parameters(NOTEBOOK)
+    assert set(declared) <= set(config_fields(Config)) | set(RESERVED_KEYS)
+    assert set(declared) - set(RESERVED_KEYS) == set(config_fields(Config))
+    assert {name: declared[name]["default"] for name in config_fields(Config)} == block("smoke")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"static_epochs": -3}, ["'static_epochs'", "-3", ">= 1", "e.g. static_epochs"]),
+        ({"dynamic_epochs": 0}, ["'dynamic_epochs'", ">= 1"]),
+        ({"methods": ["rg", "dnw2"]}, ["'methods'", "'dnw2'", "'rg', 'dnw', 'dnw_no_update', 'dense'"]),
+        ({"settings": ["static", "dynamic"]}, ["'settings'", "'dynamic'", "'continuous_time'"]),
+        ({"batch_size": "64"}, ["'batch_size'", "must be an integer", "'64'"]),
+        ({"lr": "fast"}, ["'lr'", "must be a number"]),
+        ({"lr": 0}, ["'lr'", "> 0"]),
+        ({"weight_decay": -1e-4}, ["'weight_decay'", ">= 0"]),
+        ({"static_train_per_class": -1}, ["'static_train_per_class'", ">= 0"]),
+        ({"dynamic_train_per_class": -1}, ["'dynamic_train_per_class'", ">= 0"]),
+        ({"test_per_class": -1}, ["'test_per_class'", ">= 0"]),
+        ({"graph_variant": "mine"}, ["'graph_variant'", "'paper', 'authors_code'"]),
+        ({"ode_solver": "rk5"}, ["'ode_solver'", "'rk5'", "'dopri5'"]),
+        ({"ode_step": 2.0}, ["'ode_step'", "(0, 1]"]),
+        ({"schedule": "linear"}, ["'schedule'", "'cosine', 'multistep'"]),
+        ({"precision": "fp16"}, ["'precision'", "'fp16'"]),
+        ({"eval_every": 0}, ["'eval_every'", ">= 1"]),
+        ({"swap_alphas": [0.1, -0.1]}, ["'swap_alphas'", "-0.1", "> 0"]),
+        ({"swap_trials": 0}, ["'swap_trials'", ">= 1"]),
+        ({"seeds": []}, ["'seeds'", "empty"]),
+        ({"seeds": [0, 1, 1]}, ["'seeds'", "repeats 1"]),
+        ({"methods": []}, ["'methods'", "empty"]),
+        ({"settings": ["static", "static"]}, ["'settings'", "repeats static"]),
+        ({"milestones": [2]}, ["'milestones'", "only by schedule 'multistep'"]),
+        ({"schedule": "multistep"}, ["'milestones'", "increasing"]),
+        ({"schedule": "multistep", "milestones": [3, 2]}, ["'milestones'", "increasing"]),
+        ({"schedule": "multistep", "milestones": [2, 4]}, ["'milestones'", "4 epochs"]),
+        ({"method": ["rg"]}, ["'method' is not a field", "did you mean 'methods'"]),
+    ],
+)
+def test_a_bad_value_stops_with_the_field_in_the_message(change, words):
+    with pytest.raises(ConfigError) as error:
+        Config.from_values({**block("cpu"), **change}, where="params.yaml 'cpu.tiny_graphs'")
+    message = str(error.value)
+    assert message.startswith("params.yaml 'cpu.tiny_graphs'")
+    for word in words:
+        assert word in message, message
+
+
+def test_plan_sizes_at_smoke_cpu_and_paper():
+    smoke = tiny_graphs.plan(Config.from_values(block("smoke")))
+    assert [s.name for s in smoke] == [
+        f"{setting}-{method}-seed0"
+        for setting in ("static", "discrete_time", "continuous_time")
+        for method in ("rg", "dnw")
+    ]
+    cpu = tiny_graphs.plan(Config.from_values(block("cpu")))
+    assert len(cpu) == 18 and len({s.row for s in cpu}) == 6
+    assert [s.row for s in cpu[:4]] == ["static_rg"] * 3 + ["static_dnw"]
+    assert {s.settings["train_per_class"] for s in cpu if s.row.startswith("static")} == {2000}
+    assert {s.settings["train_per_class"] for s in cpu if not s.row.startswith("static")} == {1000}
+    assert len(tiny_graphs.plan(Config.from_values(block("paper")))) == 30
+
+
+def test_the_cpu_runs_keep_the_settings_of_the_committed_runs():
+    """Each seed-0 run's settings hash equals the committed run's (results/tiny_graphs): the move onto the
+    contract changed no run's settings, so the committed runs are reused across the code change."""
+    config = Config.from_values(block("cpu"))
+    executed = (RESULTS / "01_tiny_graphs.ipynb").read_text()
+    committed = {
+        "static-rg-seed0": "63a6acb331",
+        "static-dnw-seed0": "f5cb4a353d",
+        "discrete_time-rg-seed0": "c6a98b54cf",
+        "discrete_time-dnw-seed0": "6795c0c7b4",
+        "continuous_time-rg-seed0": "e9c549fc34",
+        "continuous_time-dnw-seed0": "45d0f912e7",
+    }
+    found = {}
+    for spec in tiny_graphs.plan(config):
+        if spec.seed == 0:
+            n = spec.settings["train_per_class"] * 10
+            data = {"name": "cifar10", "source": "jpeg-copy", "train_examples": n, "test_examples": 10000}
+            hparams = recipe(config, spec.settings["setting"]).as_dict()
+            found[spec.name] = settings_digest(
+                {**spec.settings, "seed": 0, "batch_size": 128, "data": data, "hparams": hparams}
+            )
+    assert {name: found[name] for name in committed} == committed
+    assert all(f"{name}-{digest}-" in executed for name, digest in committed.items())
+
+
+def test_the_papers_table1_is_pinned():
+    assert paper.table1() == {
+        ("static", "rg"): (76.1, 0.5),
+        ("static", "dnw"): (80.9, 0.6),
+        ("discrete_time", "rg"): (77.3, 0.7),
+        ("discrete_time", "dnw"): (82.3, 0.6),
+        ("continuous_time", "rg"): (78.5, 1.2),
+        ("continuous_time", "dnw"): (83.1, 0.3),
+    }
+
+
+# ---------------------------------------------------------------------- the report
+
+
+def committed_per_run() -> tuple[pd.DataFrame, pd.DataFrame]:
+    curves = pd.read_csv(RESULTS / "curves.csv")
+    last = curves.groupby(["setting", "method", "seed"], sort=False).tail(1)  # each run's final epoch, in order
+    sizes = pd.read_csv(RESULTS / "table1.csv").set_index(["setting", "method"])["train_examples"]
+    per_run = pd.DataFrame(
+        {
+            "setting": last.setting,
+            "method": last.method,
+            "seed": last.seed,
+            "test_top1": last.test_top1,
+            "images_per_s": last.images_per_second,
+            "train_examples": [sizes[(s, m)] for s, m in zip(last.setting, last.method)],
+            "epochs": last.epoch,
+        }
+    )
+    return per_run.reset_index(drop=True), curves
+
+
+def test_table1_and_the_claims_of_the_committed_curves_equal_the_committed_tables():
+    per_run, curves = committed_per_run()
+    mine = table1(per_run, curves)
+    committed = pd.read_csv(RESULTS / "table1.csv")
+    pd.testing.assert_frame_equal(mine, committed[list(mine.columns)], check_dtype=False)
+    found = claims.claims_frame(table1_claims(per_run))
+    committed_claims = pd.read_csv(RESULTS / "claims.csv")
+    pd.testing.assert_frame_equal(found, committed_claims[list(found.columns)], check_dtype=False)
+
+
+def test_the_plot_data_holds_only_evaluated_epochs_and_every_series():
+    curves = pd.read_csv(RESULTS / "curves.csv")  # cpu: eval_every 2, static 6 epochs, dynamic 4
+    plot = plot_table(curves)
+    assert not plot.isna().any().any()
+    assert sorted(plot[plot.setting == "static"].epoch.unique()) == [2, 4, 6]
+    assert sorted(plot[plot.setting == "discrete_time"].epoch.unique()) == [2, 4]
+    assert len(plot.groupby(["setting", "method"])) == 6
+    committed = pd.read_csv(RESULTS / "plot_accuracy.csv").set_index("epoch")  # the old wide file, empty cells aside
+    for row in plot.itertuples():
+        assert row.test_top1_mean == pytest.approx(committed.loc[row.epoch, f"{row.setting}_{row.method}"])
+    assert set(plot.seeds) == {3}
+
+
+def fake_run(setting: str, method: str, seed: int, epochs: int = 3, eval_every: int = 2) -> TinyGraphRun:
+    records = []
+    for epoch in range(1, epochs + 1):
+        evaluated = epoch % eval_every == 0 or epoch == epochs
+        top1 = 20.0 + epoch + (1.0 if method == "dnw" else 0.0) + 0.1 * seed
+        records.append(
+            {
+                "epoch": epoch,
+                "test_top1": top1 if evaluated else math.nan,
+                "images_per_second": 100.0,
+                "swaps": 3 if method == "dnw" else 0,
+            }
+        )
+    result = SimpleNamespace(
+        records=records,
+        final=records[-1],
+        run_dir=Path(f"{setting}-{method}-seed{seed}-x-y"),
+        trained_now=True,
+        record={"config": {"data": {"train_examples": 200}}, "hparams": {"epochs": epochs}},
+    )
+    mask = torch.rand(12, 12) > 0.5
+    return TinyGraphRun(setting, method, seed, result, mask, mask)
+
+
+def declared_outputs(stage: str) -> set[str]:
+    definition = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    paths = [next(iter(o)) if isinstance(o, dict) else o for o in definition["outs"] + definition.get("metrics", [])]
+    return {Path(p).name for p in paths if not p.endswith(".ipynb")}
+
+
+def label(scale: str, seeds) -> dict:
+    return {
+        "scale": scale,
+        "seeds": list(seeds),
+        "data_source": "official",
+        "data_source_description": "",
+        "device": "cpu",
+        "commit": "abc",
+    }
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_the_report_writes_every_declared_output_and_headline_metrics_only(tmp_path, seeds):
+    config = Config.from_values({**block("smoke"), "seeds": seeds, "swap_trials": 200, "eval_every": 2})
+    runs = [
+        fake_run(setting, method, seed, epochs=3 if setting == "static" else 2)
+        for setting in config.settings
+        for method in config.methods
+        for seed in seeds
+    ]
+    metrics = tiny_graphs.report(config, Outcome(runs, {}, {"run_seconds": 1.0}), tmp_path, label("smoke", seeds))
+    assert {p.name for p in tmp_path.iterdir()} == declared_outputs("tiny_graphs")
+    # the keys every stage's metrics.json shares (tools/headline_metrics.py)
+    assert set(metrics) == {"claims_held", "claims_reversed", "claims_not_decided", "top1", "baseline_top1"}
+    assert yaml.safe_load((tmp_path / "metrics.json").read_text()) == metrics
+    details = yaml.safe_load((tmp_path / "details.json").read_text())
+    assert (metrics["top1"], metrics["baseline_top1"]) == (
+        details["static_dnw_top1_mean"],
+        details["static_rg_top1_mean"],
+    )
+    assert details["budget_parameters"]["budget"] == 41458  # the paper's "41k"
+    assert "train_seconds" in details and "notebook_seconds" not in metrics
+    assert set(details["swap_claim_fraction_holds"]) == {str(a) for a in config.swap_alphas}
+    plot = pd.read_csv(tmp_path / "plot_accuracy.csv")
+    assert not plot.isna().any().any() and sorted(plot[plot.setting == "static"].epoch.unique()) == [2, 3]
+    if len(seeds) == 1:
+        assert metrics["claims_not_decided"] == 3
+        assert "not computed at this scale: 1 seed(s)" in (tmp_path / "claims.md").read_text()
+        assert "not computed at this scale" in (tmp_path / "claims.csv").read_text()
+    else:  # DNW is 1 point above RG at every seed: an interval of zero width above zero
+        assert metrics["claims_held"] == 3 and metrics["claims_not_decided"] == 0
+        assert details["static_dnw_minus_rg"] == pytest.approx(1.0)
