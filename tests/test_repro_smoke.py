@@ -10,6 +10,7 @@ notebooks' own ``pytest --nbval`` at smoke scale (marked ``pipeline``: ``-m "not
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_dvc_views import HEADLINE_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.pipeline
@@ -43,9 +45,15 @@ def smoke_copy(target: Path) -> Path:
     smoke, count = re.subn(r"(?m)^scale: \w+", "scale: smoke", text, count=1)
     assert count == 1, "params.yaml has no top-level `scale:` line"
     (target / "params.yaml").write_text(smoke, encoding="utf-8")
+    if (ROOT / "scales.yaml").exists():  # the scales' blocks, beside params.yaml
+        shutil.copy(ROOT / "scales.yaml", target / "scales.yaml")
     shutil.copytree(ROOT / "notebooks", target / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     (target / "data").symlink_to(ROOT / "data", target_is_directory=True)
     return target
+
+
+def declared_metrics(stage: dict) -> list[str]:
+    return [next(iter(item)) if isinstance(item, dict) else item for item in stage.get("metrics", [])]
 
 
 def test_every_stage_writes_its_declared_outputs_at_smoke_scale(tmp_path):
@@ -66,5 +74,8 @@ def test_every_stage_writes_its_declared_outputs_at_smoke_scale(tmp_path):
         absent = [path for path in stage_outputs(stage) if not (work / path).exists()]
         if absent:
             missing[name] = absent
+        for path in declared_metrics(stage):  # what a rerun writes keeps `dvc metrics show` narrow
+            extra = set(json.loads((work / path).read_text(encoding="utf-8"))) - HEADLINE_KEYS
+            assert not extra, f"stage '{name}' writes {sorted(extra)} into {path}; they belong in details.json"
     print(f"seconds by stage at smoke scale: {seconds}")
     assert not missing, f"stages that did not write every declared output at smoke scale: {missing}"

@@ -615,7 +615,7 @@ def test_the_report_writes_every_output_the_stage_declares(tmp_path):
     declared = [Path(next(iter(o))).name for o in stage["outs"] + stage["metrics"]]
     missing = [name for name in declared if not name.endswith(".ipynb") and not (tmp_path / "out" / name).exists()]
     assert not missing
-    assert set(metrics) <= set(report_module.HEADLINE) and {"claims_held", "main_pgd_top1"} <= set(metrics)
+    assert set(metrics) <= set(report_module.HEADLINE) and {"claims_held", "top1"} <= set(metrics)
     written = yaml.safe_load((tmp_path / "out" / "label.json").read_text())
     assert written["attacks"]["eps_255"] == 8.0 and written["scale"] == "smoke"
     assert "ε = 8/255" in (tmp_path / "out" / "table_robust.md").read_text()
