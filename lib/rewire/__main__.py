@@ -23,8 +23,9 @@ __all__ = ["main", "load_config"]
 def load_config(experiment: str, scale: str | None = None, params_path: str = "params.yaml", overrides=None):
     """The experiment's typed config at ``scale`` (default: params.yaml's ``scale``), overrides applied."""
     from rewire.experiments import registry
-    from rewire.pipeline import params as params_module
+    from rewire.experiments import scales as params_module
 
+    registry.entry(experiment)  # an unknown experiment is refused before any file is read
     scale, values = params_module.stage_values(experiment, params_path, scale)
     values = {**values, **(overrides or {})}
     config_class = registry.config_class(experiment)
