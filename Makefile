@@ -20,7 +20,7 @@ export REWIRE_DATA_ARCHIVE
 .PHONY: help venv data repro retrain repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models docs clean-results
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 venv: $(VENV)/.installed ## create or update .venv with the pinned dependencies and rewire (editable)
 

@@ -20,7 +20,6 @@ from rewire.experiments import engine
 from rewire.experiments.engine import ModelSpec, RunContext, RunRequest, fit_run, load_run
 from rewire.experiments.engine import identity as engine_identity
 from rewire.methods.pruning import attach_fixed_mask
-from rewire.pipeline import report
 from rewire.sparse.masks import current_mask
 from rewire.train import checkpoint
 from rewire.train.trainer import Callback, TrainingHparams
@@ -391,21 +390,6 @@ def test_a_group_method_attaches_from_the_registry():
     model = SPEC.build()
     attached = methods.get("sm").attach(model, 0.5, seed=0)
     assert attached.group is not None and type(attached.callbacks[0]).__name__ == "SparseMomentum"
-
-
-def test_the_readme_refuses_results_of_another_scale(tmp_path):
-    stage = tmp_path / "results" / "quickstart"
-    stage.mkdir(parents=True)
-    (stage / "summary.md").write_text("### Quickstart\n\n| a |\n|---|\n| 1 |\n")
-    (stage / "label.json").write_text(json.dumps({"scale": "smoke"}))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\n")
-    with pytest.raises(report.ScaleError, match="scale 'smoke'.*--allow-scale smoke"):
-        report.update_readme(readme, tmp_path / "results", tmp_path / "figures", tmp_path / "sections")
-    assert "old" in readme.read_text()  # nothing written
-    assert report.update_readme(
-        readme, tmp_path / "results", tmp_path / "figures", tmp_path / "sections", ("cpu", "smoke")
-    )
 
 
 def test_the_training_recipe_is_part_of_a_runs_settings(tmp_path):

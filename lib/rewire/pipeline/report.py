@@ -505,9 +505,6 @@ def publish(
     return bool(changed)
 
 
-update_readme = publish  # the name callers used when the results were written into the README
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rewire.pipeline.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=".", help="the repository (README.md, docs/, results/)")

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default=STAGE, help="the params.yaml block holding the recipe")
     parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--checkpoints", default="checkpoints/dpf_runs")
+    # the same folder as `python -m rewire run dpf_sweeps`, so either finds the other's runs
+    parser.add_argument("--checkpoints", default="checkpoints/dpf_sweeps")
     parser.add_argument(
         "--reuse-checkpoints",
         action="store_true",
