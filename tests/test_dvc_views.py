@@ -96,3 +96,12 @@ def test_a_time_of_found_again_runs_is_said_to_be_a_lower_bound():
     text = status.describe({}, {"quickstart": 6.0}, "cpu", force=True, lower=("quickstart",))
     assert text.startswith("dvc repro -f retrains every stage at scale 'cpu': at least 1 minute")
     assert "quickstart recorded only the notebook's time" in text
+
+
+def test_stale_stages_come_with_what_retraining_them_costs():
+    stale = {"tiny_graphs": ["changed deps: lib/rewire/models (modified)"], "quickstart": []}
+    text = status.describe(stale, {"tiny_graphs": 30 * 60, "quickstart": 12 * 60, "dpf_theory": 60}, "cpu")
+    assert "found again by their hash" in text
+    assert "about 42 minutes for these stages" in text  # the stale stages only: 30 + 12, not dpf_theory's minute
+    assert "at least 42 minutes" in status.describe(stale, {"tiny_graphs": 30 * 60, "quickstart": 12 * 60}, "cpu",
+                                                     lower=("quickstart",))  # fmt: skip

@@ -118,6 +118,14 @@ def describe(
         lines = [f"dvc repro will run {count} at scale '{scale}' (out of date):"]
         for stage, reasons in stale.items():
             lines.append(f"  {stage}: " + ("; ".join(reasons) if reasons else "changed"))
+        known = {stage: seconds[stage] for stage in stale if stage in seconds}
+        if known:
+            stale_minutes = max(1, round(sum(known.values()) / 60))
+            lines.append(
+                f"Runs already under checkpoints/ are found again by their hash; any not there train: "
+                f"{'at least' if set(lower) & set(known) else 'about'} {stale_minutes} minutes for these stages "
+                f"when nothing is found ({basis})."
+            )
         return "\n".join(lines)
     return (
         f"Results are current at scale '{scale}': every stage matches its code, data and parameters "
