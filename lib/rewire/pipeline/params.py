@@ -1,4 +1,4 @@
-"""The three scales of ``params.yaml`` and their validation.
+"""Notebook parameters checked against a stage's block; the blocks themselves are read by ``rewire.experiments.scales``.
 
 ``params.yaml`` names the active scale (``scale: cpu``) and holds one block per
 scale, ``smoke`` / ``cpu`` / ``paper``, each with one entry per experiment (stage).
