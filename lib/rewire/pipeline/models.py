@@ -52,7 +52,7 @@ def export(checkpoints: Path, models: Path, *, track: bool = True) -> dict[str, 
                 shutil.copy2(run / name, destination / name)
         exported[stage_dir.name] = len(runs)
         if track:
-            subprocess.run(["dvc", "add", str(target)], check=True)
+            subprocess.run([sys.executable, "-m", "dvc", "add", str(target)], check=True)
     return exported
 
 

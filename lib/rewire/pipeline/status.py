@@ -24,7 +24,10 @@ SHOWN = 3  # changed paths named per stage and kind; the rest are counted
 
 def stale_stages(dvc_yaml: str | os.PathLike = "dvc.yaml") -> dict[str, list[str]]:
     """``dvc status``: every stage that ``dvc repro`` would run, with what changed (deps, outs, command)."""
-    result = subprocess.run(["dvc", "status", "--json", str(dvc_yaml)], capture_output=True, text=True)
+    # dvc of this interpreter (`python -m dvc`), so a venv that is not activated still finds it
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json", str(dvc_yaml)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"`dvc status` failed: {result.stderr.strip() or result.stdout.strip()}")
     status = json.loads(result.stdout or "{}")
