@@ -55,3 +55,22 @@ def test_learning_curve_figure_is_written_as_png_with_caption(tmp_path):
     assert plotting.caption(label()) in [t.get_text() for t in fig.texts]
     path = plotting.save_figure(fig, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_output_a_scale_leaves_out_is_written_as_one_line_saying_why(tmp_path):
+    from rewire.reporting.results import write_not_computed
+
+    text = write_not_computed(tmp_path, "claims", "1 seed(s); an interval needs at least 2", title="Claims")
+    assert text == "### Claims\n\nnot computed at this scale: 1 seed(s); an interval needs at least 2\n"
+    assert (tmp_path / "claims.md").read_text() == text
+    assert (tmp_path / "claims.csv").read_text().splitlines() == [
+        "note",
+        "not computed at this scale: 1 seed(s); an interval needs at least 2",
+    ]
+    write_not_computed(tmp_path, "kept.csv", "no row ran")
+    assert (tmp_path / "kept.csv").read_text() == "note\nnot computed at this scale: no row ran\n"
+    assert not (tmp_path / "kept.md").exists()  # a name with a suffix is that one file
+    write_not_computed(tmp_path, "curves.png", "no curve")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    write_not_computed(tmp_path, "analysis.md", "no data")
+    assert (tmp_path / "analysis.md").read_text() == "not computed at this scale: no data\n"

@@ -58,6 +58,40 @@ def write_metrics(path: str | os.PathLike, metrics: dict[str, Any], label: dict[
     return write_json(path, metrics)
 
 
+NOT_COMPUTED = "not computed at this scale"
+
+
+def write_not_computed(out_dir: str | os.PathLike, name: str, why: str, *, title: str | None = None) -> str:
+    """A declared output that this scale (or a ``--only`` selection) leaves out, written as one line saying why,
+    so every stage writes every output ``dvc.yaml`` declares at every scale.
+
+    ``name`` with a suffix is that one file: ``.png`` a figure holding the line, ``.csv`` a one-row table
+    (column ``note``), anything else the line as text; without a suffix both ``name.csv`` and ``name.md``
+    (under ``### title`` when given). Returns the Markdown text.
+    """
+    out_dir, line = Path(out_dir), f"{NOT_COMPUTED}: {why}"
+    text = f"### {title}\n\n{line}\n" if title else f"{line}\n"
+    path = out_dir / name
+    if path.suffix == ".png":
+        import matplotlib.pyplot as plt
+
+        from rewire.reporting import plotting
+
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.text(0.5, 0.5, line, ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        ax.set_axis_off()
+        plotting.save_figure(fig, path)
+        plt.close(fig)
+    elif path.suffix == ".csv":
+        write_text(path, f"note\n{line}\n")
+    elif path.suffix:
+        write_text(path, text)
+    else:
+        write_text(out_dir / f"{name}.csv", f"note\n{line}\n")
+        write_text(out_dir / f"{name}.md", text)
+    return text
+
+
 def read_label(directory: str | os.PathLike) -> dict[str, Any]:
     """The ``label.json`` of a results directory (``{}`` when there is none)."""
     path = Path(directory) / LABEL_FILE

@@ -31,7 +31,6 @@ __all__ = [
     "table5_frame",
     "table2_claims",
     "claims_of",
-    "not_computed",
     "HEADLINE",
     "FINETUNE_CLAIM_ALPHA",
 ]
@@ -43,24 +42,7 @@ HEADLINE = {"top1": "dnw_top1_mean", "baseline_top1": "rg_top1_mean"}  # metrics
 FINETUNE_CLAIM_ALPHA = 0.01
 # the rows whose live nodes are drawn (the chosen ρ of targeted dropout is added)
 LIVE_NODE_ROWS = ("rg", "dnw_no_update", "dnw", "lottery")
-NOT_COMPUTED = "not computed at this scale"
 CIFAR_IMAGE_SIZE = 32  # the multiply-adds of the live-node profile are counted at CIFAR-10's 32 x 32 px
-
-
-def not_computed(out: Path, name: str, why: str, *, figure: bool = False) -> None:
-    """The one-line placeholder of an output a scale does not compute (``name.csv`` + ``name.md``, or ``name.png``)."""
-    line = f"{NOT_COMPUTED}: {why}"
-    if figure:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 1.2))
-        ax.text(0.5, 0.5, line, ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        plotting.save_figure(fig, out / f"{name}.png")
-        plt.close(fig)
-        return
-    write_text(out / f"{name}.csv", pd.DataFrame({"note": [line]}).to_csv(index=False))
-    write_text(out / f"{name}.md", line + "\n")
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -254,7 +236,7 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
         title = "DNW Appendix Table 5: unconstrained vs regular targeted dropout, test top-1 (%)"
         results.write_table(table5_frame(table), out, "table5", label, title=title)
     else:
-        not_computed(out, "table5", "no targeted-dropout row ran")
+        results.write_not_computed(out, "table5", "no targeted-dropout row ran")
     claims_table = _write_claims(out, claims_of(per_run, chosen), label)
     _table2_figure(table, per_run, label, out / "table2.png")
 
@@ -262,7 +244,7 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     live = _live_nodes(outcome, first)
     live.to_csv(out / "live_nodes.csv", index=False)
     if live.empty:
-        not_computed(out, "wiring", "no graph row ran on the first seed", figure=True)
+        results.write_not_computed(out, "wiring.png", "no graph row ran on the first seed")
     else:
         _wiring_figure(live, label, out / "wiring.png")
 
@@ -285,7 +267,7 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
         details["compact_speedup"] = float(timing.set_index("model").loc["compact", "ratio_to_masked"])
         details["compact_max_abs_difference"] = difference
     else:
-        not_computed(out, "compact_timing", "the dnw row did not run on the first seed")
+        results.write_not_computed(out, "compact_timing", "the dnw row did not run on the first seed")
 
     means = {f"{key}_top1_mean": float(v) for key, v in per_run.groupby("row").test_top1.mean().items()}
     verdicts = claims_table["verdict"].tolist() if len(claims_table) else []

@@ -79,24 +79,18 @@ def precision_pairs(config: Config, outcome: Outcome) -> pd.DataFrame | None:
     return pairs
 
 
-def _not_computed(out: Path, name: str, title: str, why: str) -> str:
-    """A one-line table and Markdown saying why an output is not computed at this scale."""
-    pd.DataFrame([{"status": f"not computed at this scale: {why}"}]).to_csv(out / f"{name}.csv", index=False)
-    text = f"### {title}\n\nnot computed at this scale: {why}\n"
-    write_text(out / f"{name}.md", text)
-    return text
-
-
 def _precision_check(config: Config, outcome: Outcome, out: Path, label: dict) -> tuple[str, dict[str, Any]]:
     """The claim "bf16 gives the same top-1 as fp32 within 1 point" (kind ``equivalent``) and the speed-up."""
     title = "Precision check"
     pairs = precision_pairs(config, outcome)
     if not config.compare_precision:
-        return _not_computed(out, "precision_check", title, "compare_precision is '' (no second precision)"), {}
+        return results.write_not_computed(
+            out, "precision_check", "compare_precision is '' (no second precision)", title=title
+        ), {}
     if pairs is None or len(pairs) < claims.MIN_SEEDS:
         found = 0 if pairs is None else len(pairs)
         why = f"{found} seed(s) trained at both precisions; an interval needs at least {claims.MIN_SEEDS}"
-        return _not_computed(out, "precision_check", title, why), {}
+        return results.write_not_computed(out, "precision_check", why, title=title), {}
     a, b = config.compare_precision, config.precision
     seeds = list(pairs.seed)
     claim = claims.Claim(

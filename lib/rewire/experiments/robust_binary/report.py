@@ -237,22 +237,6 @@ def vanilla_table(config: Config, per_run: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- the writing
 
 
-def _not_computed(out: Path, name: str, why: str) -> None:
-    """The declared output ``name`` with one line saying why this scale (or selection) leaves it out."""
-    line = f"not computed at this scale: {why}"
-    path = out / name
-    if path.suffix == ".png":
-        fig, ax = plt.subplots(figsize=(6, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, line, ha="center", va="center", fontsize=9)
-        plotting.save_figure(fig, path)
-        plt.close(fig)
-    elif path.suffix == ".csv":
-        write_text(path, f"note\n{line}\n")
-    else:
-        write_text(path, f"{line}\n")
-
-
 def _write_table(table: pd.DataFrame, out: Path, name: str, label: dict, title: str, config: Config) -> None:
     results.write_table(table, out, name, label, title=f"{title}\n\n{attack_words(config)}")
 
@@ -350,10 +334,12 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any], sca
                      "Vanilla training: clean test accuracy (%) per row", config)  # fmt: skip
     else:
         for name in ("table8_vanilla.csv", "table8_vanilla.md"):
-            _not_computed(out, name, "no row trains without an attack (training: clean)")
+            results.write_not_computed(out, name, "no row trains without an attack (training: clean)")
     claims_table = _write_claims(config, per_run, out, label, scale)
     if not _curves_figure(config, per_run, curves, label, out / "curves.png"):
-        _not_computed(out, "curves.png", "no adversarially trained edge-popup row with a robust validation curve")
+        results.write_not_computed(
+            out, "curves.png", "no adversarially trained edge-popup row with a robust validation curve"
+        )
     plt.close("all")
 
     allocation = evaluation.allocation_table()
@@ -364,7 +350,7 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any], sca
         fractions.to_csv(out / "kept_fractions.csv", index=False)
         details["trained_vs_planned_kept_mismatches"] = int((fractions.kept != fractions.planned).sum())
     else:
-        _not_computed(out, "kept_fractions.csv", "no edge-popup row ran")
+        results.write_not_computed(out, "kept_fractions.csv", "no edge-popup row ran")
     _write_table(evaluation.appendix_checks(), out, "analysis", label, "The robust-binary appendix checked exactly",
                  config)  # fmt: skip
     details.update(_main_row_outputs(config, outcome, label, out))
@@ -392,7 +378,9 @@ def _main_row_outputs(config: Config, outcome: Outcome, label: dict, out: Path) 
     )
     if main is None:
         for name in names:
-            _not_computed(out, name, f"the main row {config.rows[0].name} was not in the selection (--only)")
+            results.write_not_computed(
+                out, name, f"the main row {config.rows[0].name} was not in the selection (--only)"
+            )
         return {}
     details: dict[str, Any] = {}
     model = main.result.model
@@ -410,11 +398,11 @@ def _main_row_outputs(config: Config, outcome: Outcome, label: dict, out: Path) 
         details["alignment_random_masks_both_empty"] = float(alignment.random_masks_both_empty.sum())
     else:
         for name in ("alignment.csv", "masks_consecutive.png", "mask_layer.png"):
-            _not_computed(out, name, f"the main row {main.row.name} has no sparse block convolutions")
+            results.write_not_computed(out, name, f"the main row {main.row.name} has no sparse block convolutions")
     data, device = outcome.extra.get("data"), outcome.extra.get("device", torch.device("cpu"))
     if data is None:
         for name in ("cross_check.csv", "cross_check.md"):
-            _not_computed(out, name, "the outcome carries no test data to attack")
+            results.write_not_computed(out, name, "the outcome carries no test data to attack")
         return details
     cross = evaluation.cross_check(config, model, data, device)
     table = pd.DataFrame(

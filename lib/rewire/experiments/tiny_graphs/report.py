@@ -161,8 +161,7 @@ def _write_claims(config: Config, per_run: pd.DataFrame, out: Path, label: dict)
     found = table1_claims(per_run)
     if not found:  # one seed (smoke) decides nothing: say so instead of a table
         why = f"{len(config.seeds)} seed(s); an interval needs at least {claims.MIN_SEEDS}"
-        pd.DataFrame([{"status": f"not computed at this scale: {why}"}]).to_csv(out / "claims.csv", index=False)
-        write_text(out / "claims.md", f"### {title}\n\nnot computed at this scale: {why}\n")
+        results.write_not_computed(out, "claims", why, title=title)
         return pd.DataFrame()
     table = claims.claims_frame(found)
     table.to_csv(out / "claims.csv", index=False)
