@@ -17,7 +17,7 @@ SHARED_ARCHIVE := $(abspath ../shared/datasets/cifar10-jpeg.tar.gz)
 REWIRE_DATA_ARCHIVE ?= $(if $(wildcard $(SHARED_ARCHIVE)),$(SHARED_ARCHIVE),)
 export REWIRE_DATA_ARCHIVE
 
-.PHONY: help venv data repro retrain repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models docs clean-results
+.PHONY: help venv data repro retrain results repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models docs clean-results
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,9 +50,12 @@ retrain: venv data ## retrain every stage even when current (`dvc repro -f`; say
 	dvc repro -f
 	python -m rewire.pipeline.report
 
+results: venv ## the headline numbers of every stage and DVC experiment, one row each (fits 120 columns; plain `dvc exp show` cannot)
+	python -m rewire.pipeline.summary --experiments
+
 repro-smoke: venv data ## the whole pipeline at smoke scale in a DVC experiment; the checkout stays as it is
 	dvc exp run --temp -S scale=smoke
-	@echo "smoke pipeline done: \`dvc exp show\` lists it; the checkout's results are unchanged"
+	@echo "smoke pipeline done: \`make results\` lists it; the checkout's results are unchanged"
 
 test: venv data ## unit tests, the DVC pipeline's stages and every notebook (`pytest --nbval`) at smoke scale (CI)
 	TQDM_DISABLE=1 python -m pytest --nbval
