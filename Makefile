@@ -17,7 +17,7 @@ SHARED_ARCHIVE := $(abspath ../shared/datasets/cifar10-jpeg.tar.gz)
 REWIRE_DATA_ARCHIVE ?= $(if $(wildcard $(SHARED_ARCHIVE)),$(SHARED_ARCHIVE),)
 export REWIRE_DATA_ARCHIVE
 
-.PHONY: help venv data repro retrain results repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check models docs clean-results
+.PHONY: help venv data repro retrain results repro-smoke test unit lint format lab benchmark robust-imagenet100 gpu-check gpu-evidence models docs clean-results
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -87,6 +87,9 @@ robust-imagenet100: venv ## paper scale on GPUs: robust binary subnetworks on Im
 
 gpu-check: venv data ## on a CUDA machine: CUDA tests, every notebook at smoke scale, benchmarks -> reports/gpu_check.json
 	python tools/gpu_check.py --out reports/gpu_check.json
+
+gpu-evidence: venv data ## on a CUDA machine: the central claims and the benchmark at the gpu scale -> results/gpu/ (EVIDENCE_ARGS=--jobs 3)
+	python -m rewire.pipeline.gpu_evidence $(EVIDENCE_ARGS)
 
 models: venv ## export each stage's final checkpoints to models/<stage>/ as DVC-tracked data (then `dvc push`)
 	python -m rewire.pipeline.models export

@@ -376,6 +376,8 @@ def test_the_registry_knows_every_family_and_refuses_unknown_names():
         "dpf_structured",
         "incremental",
         "sfp",
+        "sfp_bn",
+        "dpf_structured_bn",
         "dpf_ft",
         "incremental_ft",
         "dpf_rewind",

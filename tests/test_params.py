@@ -44,8 +44,10 @@ def test_stage_values_follow_the_active_scale(tmp_path):
 
 
 def test_unknown_scale_names_the_valid_ones_and_the_switch(tmp_path):
-    path = write_params(tmp_path / "params.yaml", scale="gpu")
-    with pytest.raises(params.ParamsError, match=r"'gpu' is not one of smoke, cpu, paper.*dvc exp run -S scale=paper"):
+    path = write_params(tmp_path / "params.yaml", scale="tpu")
+    with pytest.raises(
+        params.ParamsError, match=r"'tpu' is not one of smoke, cpu, gpu, paper.*dvc exp run -S scale=paper"
+    ):
         params.stage_values("toy", path)
 
 

@@ -3,6 +3,7 @@ adversarial-training callbacks, one run end to end through RunContext.fit, the c
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -321,7 +322,7 @@ def test_a_plan_refuses_a_mask_source_that_is_not_an_earlier_edge_popup_row():
     [
         ({"training": "pgd", "p": 0.1}, "cifar10", 45.06, 76.59, "Ours, RN34-LBN, p = 0.1"),
         ({"training": "fast", "p": 1.0}, "cifar10", 29.68, None, "Ours (fast), RN34-LBN, p = 1"),
-        ({"training": "pgd", "p": 0.1}, "cifar100", 34.83, 60.16, "Ours, RN34-LBN"),
+        ({"training": "pgd", "p": 0.1, "eps_255": 4, "step_255": 1}, "cifar100", 34.83, 60.16, "Ours, RN34-LBN"),
         ({"method": "dense", "training": "pgd"}, "cifar10", 42.39, 80.96, "AT, RN34-LBN, FP"),
         (
             {"method": "binary_connect", "training": "pgd", "last_bn": False},
@@ -348,7 +349,7 @@ def test_a_plan_refuses_a_mask_source_that_is_not_an_earlier_edge_popup_row():
         ({"method": "dense", "training": "clean"}, "cifar100", None, 76.85, "Table 11: AT, RN34-LBN"),
         ({"training": "pgd", "last_bn": False}, "cifar10", None, None, ""),
         ({"training": "pgd"}, "svhn", None, None, ""),
-        ({"method": "binary_connect", "training": "fast", "widths": [1, 2, 2, 3]}, "cifar10", 32.54, 58.69, "Small"),
+        ({"method": "binary_connect", "training": "pgd", "widths": [1, 2, 2, 3]}, "cifar10", 32.54, 58.69, "Small"),
     ],
 )
 def test_paper_numbers_beside_a_row_come_from_the_matching_cell(fields, dataset, robust, clean, row):
@@ -450,19 +451,27 @@ def test_a_rows_recipe_knobs_reach_the_trainer_and_leave_existing_identities_alo
     assert result.record["config"]["batch_size"] == 4 and result.final["step"] == len(ctx.data.train_labels) // 4
 
 
+# The paper scale's settings as they were when the hashes were pinned (issue 19 moved it to the authors' protocol
+# and rounding and to validation every epoch): the pins check that the other fields still hash as recorded
+AS_PINNED = {"attack_protocol": "standard", "rounding": "floor"}
+
+
 @pytest.mark.parametrize(
-    ("scale", "block", "row", "digest"),
+    ("scale", "block", "row", "as_pinned", "digest"),
     [
-        ("cpu", "robust_binary", "ours_p01", "7b09196636"),
-        ("cpu", "robust_binary", "binary_connect_small", "e11bec1d73"),
-        ("paper", "robust_binary", "dense_at", "4a8440afcc"),  # milestones stay the integers they were written as
-        ("paper", "robust_binary_imagenet100", "ours_p01", "96f268e380"),  # fast_step_255: 1 is the recorded 1/255
+        ("cpu", "robust_binary", "ours_p01", {}, "7b09196636"),
+        # issue 19: the p = 0.1-shaped network with the authors' Adam 1e-4 (the committed runs' was e11bec1d73)
+        ("cpu", "robust_binary", "binary_connect_small", {}, "94a2e0641f"),
+        # milestones stay the integers they were written as
+        ("paper", "robust_binary", "dense_at", {**AS_PINNED, "eval_every": 10}, "4a8440afcc"),
+        # fast_step_255: 1 is the recorded 1/255
+        ("paper", "robust_binary_imagenet100", "ours_p01", {**AS_PINNED, "eval_every": 5}, "96f268e380"),
     ],
 )
-def test_a_rows_settings_keep_the_hash_the_runs_recorded_before_the_contract(scale, block, row, digest):
+def test_a_rows_settings_keep_the_hash_the_runs_recorded_before_the_contract(scale, block, row, as_pinned, digest):
     """Pinned from the driver before the move (RobustSetup.as_dict, hparams, batch size): runs are found again."""
     config = Config.from_values(params_load(ROOT / "params.yaml")[scale][block])
-    resolved = config.row(row)
+    resolved = dataclasses.replace(config.row(row), **as_pinned)
     settings = {"setup": plan_module.identity(resolved), "hparams": runs.recipe(resolved).as_dict(),
                 "batch_size": resolved.batch_size}  # fmt: skip
     assert settings_digest(settings) == digest
@@ -508,7 +517,7 @@ def test_an_imagenet100_style_run_resizes_a_folder_and_keeps_its_perturbations_a
     batch = next(iter(loader))
     callback.on_batch_start(SimpleNamespace(model=result.model), *batch)
     assert asked["step_size"] == 1 / 255  # FGSM's step is the row's, not the CIFAR default
-    cells = paper_cells(row_of(training="pgd"), "imagenet100")
+    cells = paper_cells(row_of(training="fast", eps_255=2, step_255=0.5, fast_step_255=1), "imagenet100")
     assert cells["paper_clean_top1"] == 58.94 and cells["paper_robust_top1"] != cells["paper_robust_top1"]
 
 
@@ -549,7 +558,7 @@ def test_the_notebook_parameters_are_config_fields_with_the_smoke_blocks_values_
 
 @pytest.mark.parametrize(
     ("scale", "block", "runs_planned", "rows"),
-    [("smoke", "robust_binary", 13, 13), ("cpu", "robust_binary", 28, 12), ("paper", "robust_binary", 101, 55),
+    [("smoke", "robust_binary", 13, 13), ("cpu", "robust_binary", 28, 12), ("paper", "robust_binary", 105, 59),
      ("paper", "robust_binary_imagenet100", 6, 6)],
 )  # fmt: skip
 def test_the_plan_lists_every_row_on_its_seeds_mask_sources_first(scale, block, runs_planned, rows):
@@ -591,8 +600,17 @@ def test_the_label_names_eps_and_every_attack_setting():
     assert (label["autoattack"], label["apgd_steps"], label["attack_bn_mode"]) == ("standard", 100, "eval")
     attacks = label["training_attacks"]
     assert attacks["fast"] == {"training": "fast", "eps_255": 8.0, "fgsm_step_255": 4.0, "random_start": True,
-                               "atta_cache": True, "bn_mode": "eval"}  # fmt: skip
+                               "atta_cache": True, "bn_mode": "eval", "crop_offsets": "torchvision"}  # fmt: skip
     assert attacks["pgd"]["eps_255"] == 4.0 and attacks["pgd"]["steps"] == 2 and attacks["pgd"]["restarts"] == 1
+    assert attacks["pgd"]["worst_iterate"] is False and attacks["pgd"]["bn_mode"] == "eval"
+    assert (label["attack_protocol"], label["rounding"]) == ("standard", "floor")
+    # the authors' protocol: every training attack says so in the label (trades keeps its attack_bn_mode)
+    authors = report_module.attack_label(dataclasses.replace(config, attack_protocol="authors"))
+    trained = authors["training_attacks"]
+    assert authors["attack_protocol"] == "authors" and "worst iterate" in authors["attack_protocol_words"]
+    assert trained["pgd"]["worst_iterate"] is True and trained["pgd"]["bn_mode"] == "train"
+    assert trained["fast"]["bn_mode"] == "train" and trained["fast"]["crop_offsets"] == "authors"
+    assert trained["trades"]["bn_mode"] == "eval"
     assert attacks["trades"]["trades_beta"] == 6.0 and attacks["clean"] == {"training": "clean"}
     words = report_module.attack_words(config)
     for part in ("ε = 8/255", "PGD-2", "step 2/255", "1 random start", "attack BN eval", "FGSM step 4/255",

@@ -18,7 +18,7 @@ from rewire.experiments.engine import settings_digest
 from rewire.experiments.schema import ConfigError, config_fields
 from rewire.experiments.tiny_graphs import paper
 from rewire.experiments.tiny_graphs.config import RESERVED_KEYS, Config
-from rewire.experiments.tiny_graphs.report import plot_table, table1, table1_claims
+from rewire.experiments.tiny_graphs.report import CONVERGENCE, plot_table, run_convergence, table1, table1_claims
 from rewire.experiments.tiny_graphs.runs import TinyGraphRun, recipe
 from rewire.pipeline import params as params_module
 from rewire.reporting import claims
@@ -162,6 +162,17 @@ def committed_per_run() -> tuple[pd.DataFrame, pd.DataFrame]:
     return per_run.reset_index(drop=True), curves
 
 
+def committed_outcome(curves: pd.DataFrame) -> Outcome:
+    """The committed cpu runs as an Outcome holding their per-epoch records (10,000 test images each)."""
+    runs = []
+    for (setting, method, seed), group in curves.groupby(["setting", "method", "seed"], sort=False):
+        records = group.drop(columns=["setting", "method", "seed"]).to_dict("records")
+        record = {"config": {"data": {"test_examples": 10_000}}}
+        result = SimpleNamespace(records=records, final=records[-1], record=record)
+        runs.append(TinyGraphRun(setting, method, int(seed), result, None, None))
+    return Outcome(runs, {}, {})
+
+
 def test_table1_and_the_claims_of_the_committed_curves_equal_the_committed_tables():
     per_run, curves = committed_per_run()
     mine = table1(per_run, curves)
@@ -169,7 +180,29 @@ def test_table1_and_the_claims_of_the_committed_curves_equal_the_committed_table
     pd.testing.assert_frame_equal(mine, committed[list(mine.columns)], check_dtype=False)
     found = claims.claims_frame(table1_claims(per_run))
     committed_claims = pd.read_csv(RESULTS / "claims.csv")
-    pd.testing.assert_frame_equal(found, committed_claims[list(found.columns)], check_dtype=False)
+    # the interval's columns and verdict as committed (the convergence columns are newer than the results)
+    shared = [c for c in found.columns if c in committed_claims.columns]
+    assert {"difference", "ci_low", "ci_high", "verdict"} <= set(shared)
+    pd.testing.assert_frame_equal(found[shared], committed_claims[shared], check_dtype=False)
+    assert list(found.interval_verdict) == list(committed_claims.verdict)
+
+
+def test_the_committed_cpu_runs_are_under_trained_so_no_claim_is_decided():
+    """The cpu block (6 / 4 epochs, cosine) stops while the training loss still falls 3-11 % over the
+    last fifth: by the stated test every run is under-trained, and each claim reads "not decided"."""
+    per_run, curves = committed_per_run()
+    config = Config.from_values(block("cpu"))
+    convergence = run_convergence(config, committed_outcome(curves))
+    assert len(convergence) == 18 and not any(c.converged for c in convergence.values())
+    assert not any(c.at_chance for c in convergence.values())  # 40-55 % on 10 classes: far from chance
+    static_dnw = convergence[("static", "dnw", 0)]
+    assert static_dnw.window_epochs == 2  # ceil(0.2 * 6)
+    assert static_dnw.loss_rel_change == pytest.approx(0.107, abs=0.001)  # 1.443 -> 1.289 over epochs 4 -> 6
+    found = claims.claims_frame(table1_claims(per_run, convergence))
+    assert set(found.verdict) == {"not decided: under-trained"}
+    assert list(found.interval_verdict) == list(pd.read_csv(RESULTS / "claims.csv").verdict)
+    assert all(found.a_convergence.str.startswith("no (0/3 converged)"))
+    assert set(found.convergence_test) == {CONVERGENCE.describe()}
 
 
 def test_the_plot_data_holds_only_evaluated_epochs_and_every_series():
@@ -185,7 +218,11 @@ def test_the_plot_data_holds_only_evaluated_epochs_and_every_series():
     assert set(plot.seeds) == {3}
 
 
-def fake_run(setting: str, method: str, seed: int, epochs: int = 3, eval_every: int = 2) -> TinyGraphRun:
+def fake_run(
+    setting: str, method: str, seed: int, epochs: int = 3, eval_every: int = 2, loss_drop: float = 0.0
+) -> TinyGraphRun:
+    """A run whose training loss falls by ``loss_drop`` (a fraction) per epoch; its test top-1 rises by 1 per epoch
+    (final = best), DNW one point above RG."""
     records = []
     for epoch in range(1, epochs + 1):
         evaluated = epoch % eval_every == 0 or epoch == epochs
@@ -193,6 +230,7 @@ def fake_run(setting: str, method: str, seed: int, epochs: int = 3, eval_every: 
         records.append(
             {
                 "epoch": epoch,
+                "train_loss": 2.0 * (1.0 - loss_drop) ** epoch,
                 "test_top1": top1 if evaluated else math.nan,
                 "images_per_second": 100.0,
                 "swaps": 3 if method == "dnw" else 0,
@@ -203,7 +241,7 @@ def fake_run(setting: str, method: str, seed: int, epochs: int = 3, eval_every: 
         final=records[-1],
         run_dir=Path(f"{setting}-{method}-seed{seed}-x-y"),
         trained_now=True,
-        record={"config": {"data": {"train_examples": 200}}, "hparams": {"epochs": epochs}},
+        record={"config": {"data": {"train_examples": 200, "test_examples": 100}}, "hparams": {"epochs": epochs}},
     )
     mask = torch.rand(12, 12) > 0.5
     return TinyGraphRun(setting, method, seed, result, mask, mask)
@@ -230,7 +268,7 @@ def label(scale: str, seeds) -> dict:
 def test_the_report_writes_every_declared_output_and_headline_metrics_only(tmp_path, seeds):
     config = Config.from_values({**block("smoke"), "seeds": seeds, "swap_trials": 200, "eval_every": 2})
     runs = [
-        fake_run(setting, method, seed, epochs=3 if setting == "static" else 2)
+        fake_run(setting, method, seed, epochs=3 if setting == "static" else 4)  # flat loss: converged
         for setting in config.settings
         for method in config.methods
         for seed in seeds
@@ -250,10 +288,45 @@ def test_the_report_writes_every_declared_output_and_headline_metrics_only(tmp_p
     assert set(details["swap_claim_fraction_holds"]) == {str(a) for a in config.swap_alphas}
     plot = pd.read_csv(tmp_path / "plot_accuracy.csv")
     assert not plot.isna().any().any() and sorted(plot[plot.setting == "static"].epoch.unique()) == [2, 3]
+    assert len(details["convergence"]) == len(runs) and all(row["converged"] for row in details["convergence"])
+    assert details["convergence_test"] == CONVERGENCE.describe()
     if len(seeds) == 1:
         assert metrics["claims_not_decided"] == 3
-        assert "not computed at this scale: 1 seed(s)" in (tmp_path / "claims.md").read_text()
+        text = (tmp_path / "claims.md").read_text()
+        assert "not computed at this scale: 1 seed(s)" in text
+        assert "| static | dnw | 0 | yes | no | training loss changed 0.0 % over the last 1 epoch(s)" in text
         assert "not computed at this scale" in (tmp_path / "claims.csv").read_text()
-    else:  # DNW is 1 point above RG at every seed: an interval of zero width above zero
+    else:  # DNW is 1 point above RG at every seed: an interval of zero width above zero; every run converged
         assert metrics["claims_held"] == 3 and metrics["claims_not_decided"] == 0
         assert details["static_dnw_minus_rg"] == pytest.approx(1.0)
+        table = pd.read_csv(tmp_path / "claims.csv")
+        assert set(table.a_convergence) == set(table.b_convergence) == {"yes (2/2 converged)"}
+
+
+def test_at_smoke_scale_the_claims_table_shows_each_sides_convergence_and_withholds_the_verdict(tmp_path):
+    """Two seeds at the smoke block: 1 epoch per run is too few to judge, so every claim (DNW one point above
+    RG on every seed: the interval holds) reads "not decided: under-trained"; with 5 epochs and DNW's loss
+    still falling 10 % per epoch, only DNW's side fails; with a flat loss everything holds."""
+    config = Config.from_values({**block("smoke"), "seeds": [0, 1], "swap_trials": 200})
+    one_epoch = [fake_run(s, m, seed, epochs=1) for s in config.settings for m in config.methods for seed in (0, 1)]
+    metrics = tiny_graphs.report(config, Outcome(one_epoch, {}, {}), tmp_path, label("smoke", [0, 1]))
+    assert (metrics["claims_held"], metrics["claims_reversed"], metrics["claims_not_decided"]) == (0, 0, 3)
+    table = pd.read_csv(tmp_path / "claims.csv")
+    assert set(table.verdict) == {"not decided: under-trained"} and set(table.interval_verdict) == {"holds"}
+    assert set(table.a_converged) == set(table.b_converged) == {False}
+    assert table.a_convergence[0] == "no (0/2 converged): seeds 0, 1: too few epochs (1 recorded, the test needs 3)"
+    text = (tmp_path / "claims.md").read_text()
+    assert "| a converged | b converged | verdict |" in text and CONVERGENCE.describe() in text
+    assert "**not decided: under-trained**" in text and "The interval alone would say:" in text
+
+    falling = [
+        fake_run(s, m, seed, epochs=5, loss_drop=0.1 if m == "dnw" else 0.0)
+        for s in config.settings
+        for m in config.methods
+        for seed in (0, 1)
+    ]
+    tiny_graphs.report(config, Outcome(falling, {}, {}), tmp_path, label("smoke", [0, 1]))
+    table = pd.read_csv(tmp_path / "claims.csv")
+    assert set(table.verdict) == {"not decided: under-trained"}
+    assert set(table.a_converged) == {False} and set(table.b_converged) == {True}  # a is DNW, b is RG
+    assert "training loss changed 10.0 % over the last 1 epoch(s)" in table.a_convergence[0]

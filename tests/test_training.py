@@ -146,6 +146,29 @@ def test_history_log_is_complete_json_after_every_epoch(tmp_path):
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_the_history_holds_what_the_convergence_test_reads(tmp_path):
+    """rewire.reporting.convergence reads ``train_loss`` every epoch and a held-out top-1 where evaluated:
+    with ``eval_every`` 2 of 3 epochs, ``val_top1`` / ``test_top1`` sit on epochs 2 and 3 (the last is always
+    evaluated), ``train_loss`` on all three."""
+    from rewire.reporting.convergence import ConvergenceTest
+
+    trainer = make_run(tmp_path, hparams=TrainingHparams(epochs=3, lr=0.05, momentum=0.9, eval_every=2))
+    images, labels = synthetic_images(n_per_class=3, seed=1)
+    trainer.validation_loader = BatchLoader(
+        images, labels, 16, shuffle=False, augment=False, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+    )
+    history = trainer.fit()
+    log = json.loads((tmp_path / "run" / Trainer.HISTORY_FILE).read_text())["epochs"]
+    assert log == json.loads(json.dumps(history.records))  # the file holds what the engine returns
+    assert all(math.isfinite(r["train_loss"]) for r in log)
+    assert [r["epoch"] for r in log if "val_top1" in r] == [2, 3]
+    assert [r["epoch"] for r in log if "test_top1" in r] == [2, 3]
+    result = ConvergenceTest().judge(log, num_classes=NUM_CLASSES)
+    assert result.accuracy_key == "val_top1" and result.epochs == 3 and result.window_epochs == 1
+    assert result.loss_before_window == log[1]["train_loss"] and result.loss_final == log[2]["train_loss"]
+    assert result.accuracy_final == log[2]["val_top1"] and result.at_chance is not None
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     make_run(tmp_path).fit()
     state = torch.load(tmp_path / "run" / Trainer.CHECKPOINT_FILE, weights_only=True)

@@ -54,7 +54,7 @@ def run_check(params_path: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def test_the_repository_params_are_valid_at_every_scale():
     checked = validate.check_pipeline(ROOT / "params.yaml", ROOT / "dvc.yaml", all_scales=True)
-    assert set(checked["checked"]) == {"smoke", "cpu", "paper"}
+    assert set(checked["checked"]) == {"smoke", "cpu", "gpu", "paper"}
     for scale, blocks in checked["checked"].items():
         assert set(registry.names()) <= set(blocks), scale
         for block, schema in blocks.items():  # every block built by its experiment's own Config

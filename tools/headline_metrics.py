@@ -33,6 +33,7 @@ ACCURACIES = {
     "robust_binary": {"top1": "ours_p01_pgd_mean", "baseline_top1": "dense_at_pgd_mean"},  # PGD top-1
     "dpf_sweeps": {"top1": "dpf_0.9_top1_mean", "baseline_top1": "dense_0.0_top1_mean"},  # DPF vs dense
     "dpf_theory": {},  # a theorem, no accuracy
+    "benchmark": {"top1": "best_sparse_top1_mean", "baseline_top1": "dense_top1_mean"},  # best sparse vs dense
 }
 # stages whose claim is one check in details.json rather than a claims.csv (DPF Theorem 4.1's bound)
 CHECKS = {"dpf_theory": "theorem_bound_holds_all_runs"}

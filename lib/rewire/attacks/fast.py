@@ -19,15 +19,18 @@ inverse crop/flip. Canvas pixels the crop did not cover keep their values.
 
 Authors' code (``util/augmentation.py``, ``trainers/adv_step_fast.py``) choices
 reproduced here: padding 4 with value 0.5; horizontal flip with probability 1/2;
-the canvas initialised U(-eps, eps); compression by 8x8 average pooling for storage
-and nearest-neighbour upsampling for use, applied when H > 160 (``compress="auto"``);
-step size 4/255 at eps = 8/255 on CIFAR (config ``resnet34-binary-weights-fast.yaml``).
-Deliberate differences, each switchable:
+the canvas initialised U(-eps, eps); the cache stores the perturbation actually
+applied, ``x_adv - x`` after the [0, 1] clamp (as the authors' ``update_delta``
+does); compression by 8x8 average pooling for storage and nearest-neighbour
+upsampling for use, applied when H > 160 (``compress="auto"``); step size 4/255 at
+eps = 8/255 on CIFAR (config ``resnet34-binary-weights-fast.yaml``).
+Differences, each switchable (the robust-binary experiment's ``attack_protocol:
+authors`` switches the first two to the authors' behaviour):
 
 * crop offsets are drawn from 0..2*pad inclusive (torchvision ``RandomCrop``); the
   authors draw 0..2*pad-1 (``offsets="authors"``);
-* the cache stores the perturbation actually applied, ``x_adv - x`` after the [0, 1]
-  clamp, so cached values never push a pixel outside [0, 1] twice;
+* the FGSM step sees the network in eval mode (``bn_mode="eval"``); the authors'
+  attack runs in ``model.train()`` (``bn_mode="train"``);
 * with compression, canvas blocks that the crop did not touch keep their stored
   value exactly (a block is re-averaged only when at least one of its pixels was seen).
 """

@@ -274,7 +274,8 @@ def _choose_layout(layouts: list[_Layout], dataset: str, source: _Source) -> _La
 
 
 def _resize_and_centre_crop(img, size: int):
-    """Shorter side to ``size`` (bilinear), then the central ``size x size`` square."""
+    """Shorter side to ``size`` (bilinear), then the central ``size x size`` square, centred as torchvision's
+    ``CenterCrop`` centres (``round`` of the half, to even), so a centred crop of it is ``Resize`` + ``CenterCrop``."""
     from PIL import Image
 
     w, h = img.size
@@ -286,7 +287,7 @@ def _resize_and_centre_crop(img, size: int):
         img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
         w, h = img.size
     if (w, h) != (size, size):
-        left, top = (w - size) // 2, (h - size) // 2
+        left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
         img = img.crop((left, top, left + size, top + size))
     return img
 

@@ -39,6 +39,8 @@ EXPERIMENTS: dict[str, ExperimentEntry] = {
                         "DPF Theorem 4.1 on a strongly convex toy"),
         ExperimentEntry("robust_binary", "rewire.experiments.robust_binary", "notebooks/04_robust_binary.ipynb",
                         "robust binary subnetworks: edge-popup on frozen binary weights, adversarial training"),
+        ExperimentEntry("benchmark", "rewire.experiments.benchmark", "notebooks/05_benchmark.ipynb",
+                        "every method at the same budget: one network, one recipe, ranked with intervals and costs"),
     )
 }  # fmt: skip
 

@@ -32,7 +32,7 @@ __all__ = [
     "shared_values",
 ]
 
-SCALES = ("smoke", "cpu", "paper")
+SCALES = ("smoke", "cpu", "gpu", "paper")  # gpu: one lent GPU, `make gpu-evidence` (results/gpu/)
 BLOCKS_FILE = "scales.yaml"  # beside params.yaml: the scales' blocks, when they are not in params.yaml
 
 

@@ -372,18 +372,21 @@ def kept_counts(model: nn.Module) -> dict[str, int]:
     }
 
 
-FOUND_WEIGHTS = ("found", "reinit")
+FOUND_WEIGHTS = ("found", "reinit", "binary")
+_RETRAIN_STREAM = 3  # the seed stream of retrain's ±1 weights (apply_edge_popup's weights use stream 1)
 
 
-def hold_found_mask(model: nn.Module, found: nn.Module, *, weights: str) -> dict[str, SparseWeight]:
+def hold_found_mask(model: nn.Module, found: nn.Module, *, weights: str, seed: int = 0) -> dict[str, SparseWeight]:
     """The lottery-style baselines of Liu et al. 2022 (the authors' ``adv_step_lottery`` trainers): hold the mask
     edge-popup found in ``found`` (a trained edge-popup model of ``model``'s architecture) and train the weights
     under it, the gradient reaching kept weights only (route ``masked``).
 
     ``weights="found"`` (fine-tune) starts from ``found``'s frozen random weights, now trainable;
-    ``"reinit"`` (retrain) keeps ``model``'s own fresh initialisation. Every edge-popup tensor of ``found`` is
-    re-initialised here, the shortcut convolutions and the classifier included (the authors' retrain re-initialises
-    only modules whose names contain "conv"). Checked before ``model`` changes; returns ``{target: parametrization}``.
+    ``"reinit"`` keeps ``model``'s own fresh initialisation (PyTorch's default); ``"binary"`` (retrain as the
+    authors run it, their ``lottery_binary``) draws fresh i.i.d. ±1 weights, one draw per tensor from ``seed``
+    (a stream of it that :func:`apply_edge_popup`'s weights never use, so they differ from ``found``'s). Every
+    edge-popup tensor of ``found`` is re-initialised here, the shortcut convolutions and the classifier included
+    (the authors' retrain re-initialises only modules whose names contain "conv"). Checked before ``model`` changes; returns ``{target: parametrization}``.
     """
     if weights not in FOUND_WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(FOUND_WEIGHTS)}, got {weights!r}")
@@ -407,11 +410,15 @@ def hold_found_mask(model: nn.Module, found: nn.Module, *, weights: str) -> dict
                 f"{tuple(getattr(module, tensor_name).shape)}: build the same architecture as the found network"
             )
     held = {}
-    for name, (mask, found_weight) in found_masks.items():
+    for index, (name, (mask, found_weight)) in enumerate(found_masks.items()):
         module, tensor_name = resolve_tensor(model, name)
         if weights == "found":
             with torch.no_grad():
                 getattr(module, tensor_name).copy_(found_weight)
+        elif weights == "binary":
+            with torch.no_grad():
+                weight = getattr(module, tensor_name)
+                weight.copy_(binary_weights(weight.shape, _derived_seed(seed, index, _RETRAIN_STREAM)))
         held[name] = sparsify(module, tensor_name, selector=AssignedMask(), route="masked")
         held[name].assign_mask(mask)
     return held

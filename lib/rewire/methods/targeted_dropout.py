@@ -37,10 +37,17 @@ on the weight's device at the first training forward pass; its state is saved in
 uninterrupted one. Every read of ``module.weight`` in training mode draws a new dropout mask:
 read it once per forward pass.
 
-**Signs are kept.** The authors' code (allenai/dnw, ``TargetedDropout`` and
-``RegularTargetedDropout``) returns the masked *absolute* weights, so every negative edge acts as
-a positive one (and its gradient changes sign); this is a bug. Here the effective weight is
-``w`` on the kept entries and 0 elsewhere.
+**Signs are kept** (``graph_variant="paper"``, the default). The authors' code (allenai/dnw,
+``TargetedDropout`` and ``RegularTargetedDropout``) returns the masked *absolute* weights, so every
+negative edge acts as a positive one (and its gradient changes sign); this is a bug. Here the
+effective weight is ``w`` on the kept entries and 0 elsewhere.
+
+**``graph_variant="authors_code"``**: what the authors' code computes, the numbers of Table 2 and
+Table 5: the effective weight is the masked ``|w|`` (its gradient is sign(w) times the masked
+one), and the candidates are ranked over the whole matrix given (the experiment passes no
+``allowed``, :func:`rewire.models.mobilenet_dnw.topk_candidates`): γ = 1 - k/n over all n
+entries; the regular variant drops floor(γ · a_r) of every row r of a_r entries (computed in
+integers, (n - k) · a_r // n), keeping only approximately k in total.
 
 **Gradient route: ``masked``** (:func:`apply_targeted_dropout`). A dropped weight does not take
 part in this forward pass, so its true gradient is zero, and ordinary dropout (Gomez et al.;
@@ -66,9 +73,19 @@ import torch
 import torch.nn as nn
 
 from rewire.methods.registry import Method, register
+from rewire.models.mobilenet_dnw import GRAPH_VARIANTS, check_graph_variant
 from rewire.sparse.masks import Selector, SparseWeight, TopKSelector, is_sparse, resolve_tensor, sparsify
 
-__all__ = ["TD_VARIANTS", "TargetedDropout", "check_rho", "row_budgets", "apply_targeted_dropout", "sparsify_targets"]
+__all__ = [
+    "TD_VARIANTS",
+    "GRAPH_VARIANTS",
+    "TargetedDropout",
+    "check_rho",
+    "row_budgets",
+    "authors_row_budgets",
+    "apply_targeted_dropout",
+    "sparsify_targets",
+]
 
 TD_VARIANTS = ("unconstrained", "regular")  # DNW Appendix B: footnote 5's variant and Gomez et al.'s per-node one
 
@@ -111,6 +128,22 @@ def row_budgets(allowed_per_row: torch.Tensor, k: int) -> torch.Tensor:
     return budget
 
 
+def authors_row_budgets(allowed_per_row: torch.Tensor, k: int) -> torch.Tensor:
+    """Regular targeted dropout as the authors' code counts it: row r keeps a_r - floor(γ · a_r), γ = 1 - k/n.
+
+    n = Σ a_r. The floor is taken in integers, floor((n - k) · a_r / n), so no float rounding moves an
+    edge. The total is at least k and exceeds it by less than the number of rows (the authors' code keeps k
+    only approximately; :func:`row_budgets` is the exact split the ``paper`` variant uses).
+    """
+    counts = torch.as_tensor(allowed_per_row).to(torch.int64)
+    total = int(counts.sum())
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= total:
+        raise ValueError(f"k must be an int in [0, {total}] (the entries of all rows), got {k!r}")
+    if total == 0:
+        return torch.zeros_like(counts)
+    return counts - (total - k) * counts // total
+
+
 def _row_topk_mask(scores: torch.Tensor, row_keep: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
     """Bool mask keeping, in every row r (first dimension) of ``scores``, the ``row_keep[r]`` largest allowed scores.
 
@@ -149,10 +182,12 @@ class TargetedDropout(TopKSelector):
         rho: float | str,
         variant: str = "unconstrained",
         seed: int = 0,
+        graph_variant: str = "paper",
     ) -> None:
         super().__init__(k, allowed)
         if variant not in TD_VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(TD_VARIANTS)}, got {variant!r}")
+        self.graph_variant = check_graph_variant(graph_variant)
         rho = check_rho(rho)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -189,7 +224,8 @@ class TargetedDropout(TopKSelector):
             per_row = torch.full((rows,), math.prod(self._shape[1:]), dtype=torch.int64)
         else:
             per_row = self.allowed.reshape(rows, -1).sum(1)
-        self._row_keep = row_budgets(per_row, self.k).to(per_row.device)
+        budgets = authors_row_budgets if self.graph_variant == "authors_code" else row_budgets
+        self._row_keep = budgets(per_row, self.k).to(per_row.device)
 
     # ------------------------------------------------------------ the masks
     def scores(self, weight: torch.Tensor) -> torch.Tensor:
@@ -209,10 +245,12 @@ class TargetedDropout(TopKSelector):
         return ~kept if self.allowed is None else self.allowed & ~kept
 
     def effective(self, weight: torch.Tensor, mask: torch.Tensor, route: Callable) -> torch.Tensor:
-        """Training: the kept set plus every candidate that survives a Bernoulli(1 - ρ) draw; evaluation: the kept set."""
+        """Training: the kept set plus every candidate that survives a Bernoulli(1 - ρ) draw; evaluation: the kept set.
+
+        ``graph_variant="authors_code"`` routes |w| instead of w (the authors' code: signs dropped)."""
         if self.training and self.rho < 1.0:
             mask = mask | self._surviving_candidates(weight, mask)
-        return route(weight, mask, self.allowed)
+        return route(weight.abs() if self.graph_variant == "authors_code" else weight, mask, self.allowed)
 
     @torch.no_grad()
     def _surviving_candidates(self, weight: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
@@ -270,7 +308,7 @@ class TargetedDropout(TopKSelector):
         rho = "gamma" if self.rho_setting == "gamma" else f"{self.rho_setting:g}"
         if self.rho_setting == "gamma" and self.rho is not None:
             rho += f"={self.rho:.4g}"
-        return f"{super().extra_repr()}, variant={self.variant}, rho={rho}, seed={self.seed}"
+        return f"{super().extra_repr()}, variant={self.variant}, rho={rho}, seed={self.seed}, {self.graph_variant}"
 
 
 # ------------------------------------------------------------------- applying
@@ -348,19 +386,25 @@ def apply_targeted_dropout(
     allowed: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
     targets: Sequence[str] = ("weight",),
+    graph_variant: str = "paper",
 ) -> dict[str, SparseWeight]:
     """DNW Table 2's "TD ρ" rows: targeted dropout on each tensor of ``targets`` with the ``masked`` route.
 
     ``k`` (an int or target -> int) is each stage's edge count after pruning, which fixes its γ;
     ``rho`` in [0, 1] or ``"gamma"``; ``variant`` ``"unconstrained"`` (Table 2) or ``"regular"``
-    (Appendix B, Table 5). Returns ``{target: parametrization}``; build the optimizer afterwards.
+    (Appendix B, Table 5); ``graph_variant`` ``"paper"`` (signs kept) or ``"authors_code"`` (masked |w|, the
+    authors' row counts; see the module docstring). Returns ``{target: parametrization}``; build the optimizer
+    afterwards.
     """
     if variant not in TD_VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(TD_VARIANTS)}, got {variant!r}")
+    check_graph_variant(graph_variant)
     check_rho(rho)
 
     def make_selector(target_k: int, target_allowed: torch.Tensor | None, target_seed: int) -> Selector:
-        return TargetedDropout(target_k, target_allowed, rho=rho, variant=variant, seed=target_seed)
+        return TargetedDropout(
+            target_k, target_allowed, rho=rho, variant=variant, seed=target_seed, graph_variant=graph_variant
+        )
 
     return sparsify_targets(model, make_selector, "masked", k=k, allowed=allowed, seed=seed, targets=targets)
 

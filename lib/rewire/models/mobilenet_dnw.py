@@ -66,6 +66,9 @@ __all__ = [
     "stage_edge_budget",
     "classifier_edge_budget",
     "edge_budgets",
+    "GRAPH_VARIANTS",
+    "check_graph_variant",
+    "topk_candidates",
 ]
 
 
@@ -396,6 +399,37 @@ def edge_budgets(model: MobileNetV1DNW, width_mult: float) -> tuple[EdgeBudget, 
             )
         budgets.append(EdgeBudget("classifier.weight", k, None, len(budgets)))
     return tuple(budgets)
+
+
+# ----------------------------------------------------------------------------------- paper or authors' code
+
+# The names of Table 1's variants (rewire.models.tiny_graphs.GRAPH_VARIANTS): "paper" reads the paper's text,
+# "authors_code" computes what the authors' code behind the paper's numbers computes.
+GRAPH_VARIANTS = ("paper", "authors_code")
+
+
+def check_graph_variant(graph_variant: str) -> str:
+    """``graph_variant`` if it is one of :data:`GRAPH_VARIANTS`; otherwise ``ValueError`` naming the valid ones."""
+    if graph_variant not in GRAPH_VARIANTS:
+        raise ValueError(
+            f"graph_variant must be one of {', '.join(GRAPH_VARIANTS)}, got {graph_variant!r}; e.g. graph_variant: paper"
+        )
+    return graph_variant
+
+
+def topk_candidates(budget: EdgeBudget, graph_variant: str) -> torch.Tensor | None:
+    """The entries a top-k choice of ``budget``'s tensor ranks (``allowed`` for a selector or :func:`topk_mask`).
+
+    ``"paper"``: the feed-forward entries (``budget.allowed``; Section 2.4, edges only from a block to a later
+    block), so all k chosen edges act. ``"authors_code"``: ``None``, every entry of the adjacency matrix: the
+    authors' code takes the top-k over the whole matrix for DNW, No Update, the lottery ticket and fine-tuning
+    (and targeted dropout's gamma), so entries that are not feed-forward can be chosen; the model reads only the
+    feed-forward entries (:meth:`GraphStage.forward`), so a chosen entry outside them uses up the budget and
+    never acts. At x0.25 nodes, stage 3 (768 x 704 entries, 294,912 feed-forward) keeps k = 4,562, and a
+    uniform initialisation puts about 45 % of the first choice outside the feed-forward entries (2,137 in the
+    authors' model).
+    """
+    return budget.allowed if check_graph_variant(graph_variant) == "paper" else None
 
 
 # ------------------------------------------------------------------------------------- dense MobileNetV1

@@ -66,7 +66,9 @@ VERDICTS = {
     "holds": "held",
     "reversed": "reversed",
     "inconclusive at this scale": "inconclusive",
-}  # verdict -> count word
+    "not decided: under-trained": "under-trained",
+    "not decided: at chance": "at chance",
+}  # verdict -> count word (rewire.reporting.claims.VERDICTS)
 
 
 class ScaleError(ValueError):
@@ -284,7 +286,9 @@ def claims_overview(results_dir: Path) -> str:
         f"{GENERATED}\n",
         "Each claim of the papers compared seed by seed: the mean difference a − b with its two-sided 95 % "
         "Student-t interval over seeds, and a verdict (*holds*: the interval clears the test; *reversed*: it "
-        "clears the opposite; otherwise *inconclusive at this scale*; `rewire.reporting.claims`). The two "
+        "clears the opposite; otherwise *inconclusive at this scale*; `rewire.reporting.claims`), given only where "
+        "both sides' runs converged by the stated test (`rewire.reporting.convergence`): a side that did not "
+        "converge makes it *not decided: under-trained*, a side at chance *not decided: at chance*. The two "
         "sides' numbers and the test of each claim are in its paper's page.\n",
     ]
     links = " · ".join(f"[{p.title}]({p.page}.md)" for p in PAPERS)
@@ -320,7 +324,8 @@ def status_table(results_dir: Path, readme: Path, pages_dir: Path) -> str:
             scales = sorted({read_label(results_dir / row["stage"]).get("scale", "?") for row in mine})
             seeds = sorted({int(float(row["seeds"])) for row in mine})
             seed_text = f"{seeds[0]}–{seeds[-1]}" if seeds[0] != seeds[-1] else str(seeds[0])
-            verdicts = " · ".join(f"{counts[v]} {word}" for v, word in VERDICTS.items())
+            shown = [v for i, v in enumerate(VERDICTS) if i < 3 or counts[v]]  # the gate's verdicts where they occur
+            verdicts = " · ".join(f"{counts[v]} {VERDICTS[v]}" for v in shown)
             verdict_text = f"**{verdicts}** of {len(mine)} ({', '.join(scales)} scale, {seed_text} seeds)"
         else:
             verdict_text = "no claims decided yet (`dvc repro`)"

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True, help="stage name: the key of its block in params.yaml")
     parser.add_argument("--out", required=True, help="directory for the executed notebook and its artefacts")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
+    parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, gpu, paper)")
     parser.add_argument(
         "--shared",
         action="append",

@@ -129,6 +129,12 @@ def describe(
                 f"{'at least' if set(lower) & set(known) else 'about'} {stale_minutes} minutes for these stages "
                 f"when nothing is found ({basis})."
             )
+        unrecorded = [stage for stage in stale if stage not in seconds]
+        if unrecorded:
+            lines.append(
+                f"No training time is recorded for {', '.join(unrecorded)} (never run here, or no record): "
+                f"the budget comments of their scales.yaml blocks estimate it."
+            )
         return "\n".join(lines)
     return (
         f"Results are current at scale '{scale}': every stage matches its code, data and parameters "

@@ -40,9 +40,20 @@ epoch (resuming in the middle of an epoch is not supported by this loader).
 Where things live: :func:`read_class_list` and :func:`scan_image_folder` (the layout, checked),
 :class:`TrainAugmentation` / :class:`EvalTransform` (the two transforms, per image),
 :class:`ImageFolderLoader` (batches of one split), :func:`image_folder_loaders` (both splits
-from one scan).
+from one scan); the same two transforms on images held in memory as tensors (the robust-binary
+ImageNet-100 path): :mod:`rewire.data.imagefolder.in_memory`.
 """
 
+from rewire.data.imagefolder.in_memory import (
+    CropBoxes,
+    EvalCroppedImages,
+    RandomResizedCropLoader,
+    centre_crop,
+    centre_crop_test,
+    draw_crop_boxes,
+    paste_resized,
+    resized_crop,
+)
 from rewire.data.imagefolder.layout import (
     SPLIT_FOLDERS,
     ImageFolderIndex,
@@ -60,6 +71,14 @@ from rewire.data.imagefolder.transforms import (
 )
 
 __all__ = [
+    "CropBoxes",
+    "EvalCroppedImages",
+    "RandomResizedCropLoader",
+    "centre_crop",
+    "centre_crop_test",
+    "draw_crop_boxes",
+    "paste_resized",
+    "resized_crop",
     "DNW_IMAGENET_CROP",
     "DNW_IMAGENET_RESIZE",
     "SPLIT_FOLDERS",

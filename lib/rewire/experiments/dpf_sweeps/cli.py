@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--stage", default=STAGE, help="the params.yaml block holding the recipe")
-    parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, paper)")
+    parser.add_argument("--scale", default=None, help="override params.yaml's scale (smoke, cpu, gpu, paper)")
     parser.add_argument("--data-root", default="data")
     # the same folder as `python -m rewire run dpf_sweeps`, so either finds the other's runs
     parser.add_argument("--checkpoints", default="checkpoints/dpf_sweeps")

@@ -52,9 +52,11 @@ METHODS = (
     "dsr",
     "dpf_structured",
     "sfp",
+    "sfp_bn",
+    "dpf_structured_bn",
     "dpf_structured_rewind",
 )
-STRUCTURED_METHODS = ("dpf_structured", "sfp", "dpf_structured_rewind")
+STRUCTURED_METHODS = ("dpf_structured", "sfp", "sfp_bn", "dpf_structured_bn", "dpf_structured_rewind")
 REWIND_SOURCES = {"dpf_rewind": "dpf", "dpf_structured_rewind": "dpf_structured"}  # rewind method -> its DPF run
 PRECISIONS = ("fp32", "bf16")  # rewire.train.trainer.PRECISIONS (bf16: autocast + channels-last)
 DPF_UPDATE_EVERY = 16  # Section 5.1 "Implementation of DPF": the mask is updated every p = 16 iterations
@@ -212,6 +214,12 @@ class Config(Recipe):
 
     grid: tuple[GridEntry, ...] = field(
         default=(), metadata=check(example="paper", help="grid entries, or `paper`: the paper's grid (paper_grid.yaml)")
+    )
+    # Figure 10's overhead: pairs of interleaved dense / DPF blocks timed by the report
+    # (rewire.experiments.dpf_sweeps.overhead); not a training setting, so not in any run's identity.
+    overhead_pairs: int = field(
+        default=20,
+        metadata=check(at_least=2, example=20, help="timed dense/DPF pairs of the overhead benchmark (>= 2)"),
     )
 
     @classmethod

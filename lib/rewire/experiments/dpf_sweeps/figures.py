@@ -278,7 +278,7 @@ def draw_all(
           "target sparsity", "DPF or rewind runs")  # fmt: skip
     rewind_budgets(points, all_runs, runs, model, out, label)
     iteration_cost(runs, model, out, label)
-    _bars(runs[runs.structured], ["sfp", "dpf_structured", "dpf_structured_rewind"], out, "structured.png", label,
+    _bars(runs[runs.structured], ["sfp", "sfp_bn", "dpf_structured", "dpf_structured_bn", "dpf_structured_rewind"], out, "structured.png", label,
           "Structured pruning: DPF vs SFP", "share of filters pruned", "structured runs", dense)  # fmt: skip
     training_dynamics(table_points, model, out, label)
     layer_sparsity(table_points, model, out, label)

@@ -25,6 +25,8 @@ dpf_structured_rewind  structured DPF's final filter mask with the initial weigh
 sm                     Sparse Momentum (Dettmers & Zettlemoyer 2019), sparse from scratch
 dsr                    Dynamic Sparse Reparameterization (Mostafa & Wang 2019), sparse from scratch
 sfp                    Soft Filter Pruning (He et al. 2018): per-layer filter L2, every epoch
+sfp_bn                 SFP, then batch-norm statistics recomputed after the final zeroing (our variant)
+dpf_structured_bn      structured DPF, then batch-norm statistics recomputed after the last step (our variant)
 =====================  ======================================================================
 
 Learning rates the paper grid-searched (Section 5.1, Appendix A.2) are chosen here on the

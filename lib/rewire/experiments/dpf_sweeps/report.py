@@ -3,7 +3,13 @@
 :func:`report` writes the tables beside the paper's numbers (:mod:`.tables`), the claims
 (:mod:`.claims`), the figures (:mod:`.figures`) and the plot data, at every scale (a table or claim
 a scale cannot compute says why), and returns the headline metrics (``metrics.json``: verdict
-counts and two accuracies; everything else in ``details.json``).
+counts and two accuracies; everything else in ``details.json``). Figure 10's overhead is measured here,
+by one paired benchmark of dense and DPF steps in this process (:func:`overhead_benchmark`,
+``overhead_pairs`` pairs), never read off the runs' wall times; the claim and ``dpf_overhead_pct`` read it.
+Every claim's sides carry their runs' convergence (:func:`.claims.run_convergence`): a side at chance or
+not converged leaves the claim "not decided" (``claims_not_decided`` counts every verdict that is neither
+"holds" nor "reversed"); ``details.json`` keeps each claim's per-side words, the interval's own verdict
+and every run's convergence.
 """
 
 from __future__ import annotations
@@ -14,14 +20,15 @@ from typing import Any
 import pandas as pd
 
 from rewire.experiments.base import Outcome
-from rewire.experiments.dpf_sweeps.claims import claims, overhead_by_seed, table_runs
-from rewire.experiments.dpf_sweeps.config import Config
+from rewire.experiments.dpf_sweeps.claims import claims, run_convergence, table_runs
+from rewire.experiments.dpf_sweeps.config import Config, Recipe
+from rewire.experiments.dpf_sweeps.overhead import OverheadBenchmark, benchmark_overhead
 from rewire.experiments.dpf_sweeps.tables import TABLES, lr_selection, paper_table, per_seed
 from rewire.io import write_json
 from rewire.reporting import claims as claims_module
 from rewire.reporting import results
 
-__all__ = ["TABLE_TITLES", "PLOT_SERIES", "HEADLINE", "plot_data", "report"]
+__all__ = ["TABLE_TITLES", "PLOT_SERIES", "HEADLINE", "plot_data", "overhead_benchmark", "report"]
 
 TABLE_TITLES = {
     "table1": "DPF Tables 1 and 4: top-1 (%) trained from scratch (dense, SNIP, SM, DSR, DPF)",
@@ -31,8 +38,8 @@ TABLE_TITLES = {
 # The series of plot_accuracy_vs_sparsity.csv (dvc.yaml `plots`): every table method and the rewinds,
 # always as columns (empty where this scale's grid has no such run), one row per target sparsity run.
 PLOT_SERIES = (
-    "dense", "dpf", "dpf_ft", "dpf_rewind", "dpf_structured", "dsr", "incremental", "incremental_ft",
-    "lottery", "oneshot_ft", "sfp", "sm", "snip",
+    "dense", "dpf", "dpf_ft", "dpf_rewind", "dpf_structured", "dpf_structured_bn", "dsr", "incremental", "incremental_ft",
+    "lottery", "oneshot_ft", "sfp", "sfp_bn", "sm", "snip",
 )  # fmt: skip
 # metrics.json: the verdict counts, DPF's top-1 at the highest unstructured sparsity and the dense baseline's.
 HEADLINE = ("claims_held", "claims_not_decided", "claims_reversed", "top1", "baseline_top1")
@@ -47,8 +54,35 @@ def _sparsities(runs: pd.DataFrame) -> tuple[list[float], list[float]]:
     return [float(s) for s in unstructured], [float(s) for s in structured]
 
 
-def _write_claims(out: Path, runs: pd.DataFrame, points, config: Config, label: dict) -> pd.DataFrame:
-    found = claims(runs, points)
+def overhead_benchmark(config: Config, points, device=None) -> OverheadBenchmark | None:
+    """Figure 10's paired benchmark at the recipe of the block's DPF point (the block's model, the highest
+    sparsity; untagged points first), ``config.overhead_pairs`` pairs; ``None`` when the grid has no DPF."""
+    from rewire.train.runtime import pick_device
+
+    candidates = [p for p in points if p["method"] == "dpf"]
+    if not candidates:
+        return None
+    point = max(
+        candidates,
+        key=lambda p: (p.get("model", config.model) == config.model, not p.get("tag"), p["sparsity"]),
+    )
+    recipe = Recipe.from_params(point["recipe"])
+    return benchmark_overhead(
+        recipe.model,
+        hparams=recipe.hparams(),
+        batch_size=recipe.batch_size,
+        sparsity=point["sparsity"],
+        pairs=config.overhead_pairs,
+        update_every=recipe.update_every,
+        num_classes=100 if recipe.dataset == "cifar100" else 10,
+        device=pick_device(str(device) if device is not None else None),
+    )
+
+
+def _write_claims(
+    out: Path, runs: pd.DataFrame, points, config: Config, label: dict, overhead: OverheadBenchmark | None
+) -> pd.DataFrame:
+    found = claims(runs, points, overhead, run_convergence(points))
     seeds = len(config.seeds)
     if found and seeds >= claims_module.MIN_SEEDS:
         table = claims_module.claims_frame(found)
@@ -104,8 +138,9 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     all_runs = per_seed(points)
     all_runs.to_csv(out / "per_seed.csv", index=False)
     runs = table_runs(all_runs)  # the tables' and claims' runs; figure-only variants (tags fig*) aside
+    overhead = overhead_benchmark(config, points, outcome.extra.get("device"))
     claims_table = _write_claims(
-        out, runs, [p for p in points if not p.get("tag", "").startswith("fig")], config, label
+        out, runs, [p for p in points if not p.get("tag", "").startswith("fig")], config, label, overhead
     )
     _write_tables(out, runs, label)
     plot_data(runs, config.model).to_csv(out / "plot_accuracy_vs_sparsity.csv", index=False)
@@ -123,15 +158,16 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     details["max_abs_reached_minus_target"] = (
         float((sparse.reached - sparse.target).abs().max()) if len(sparse) else 0.0
     )
-    # Figure 10: the same per-seed numbers as the overhead claim (claims.overhead_by_seed), their mean
-    overhead = overhead_by_seed(runs, top) if top is not None else {}
-    details["dpf_overhead_pct"] = sum(overhead.values()) / len(overhead) if overhead else None
-    details["dpf_overhead_sparsity"] = top
+    # Figure 10: the paired benchmark's mean overhead, the number the overhead claim reads (claims.overhead_claim)
+    details["dpf_overhead_pct"] = overhead.overhead_pct if overhead is not None else None
+    details["dpf_overhead_ci_pct"] = list(overhead.interval_pct()) if overhead is not None else None
+    details["dpf_overhead_sparsity"] = overhead.sparsity if overhead is not None else None
+    details["dpf_overhead_benchmark"] = overhead.as_dict() if overhead is not None else None
     verdicts = claims_table["verdict"].tolist() if len(claims_table) else []
     headline = {
-        "claims_held": verdicts.count(claims_module.VERDICTS[0]),
-        "claims_not_decided": verdicts.count(claims_module.VERDICTS[2]),
-        "claims_reversed": verdicts.count(claims_module.VERDICTS[1]),
+        "claims_held": verdicts.count("holds"),
+        "claims_not_decided": len(verdicts) - verdicts.count("holds") - verdicts.count("reversed"),
+        "claims_reversed": verdicts.count("reversed"),
         "top1": float(means[("dpf", top)]) if ("dpf", top) in means.index else None,
         "baseline_top1": float(runs[runs.method == "dense"].test_top1.mean())
         if (runs.method == "dense").any()
@@ -139,7 +175,15 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     }
     details["dpf_top1_sparsity"] = top
     if len(claims_table):
-        details["claims"] = claims_table[["claim", "difference", "ci_low", "ci_high", "verdict"]].to_dict("records")
+        columns = ["claim", "difference", "ci_low", "ci_high", "verdict", "interval_verdict"]
+        columns += ["a_converged", "a_convergence", "b_converged", "b_convergence", "convergence_test"]
+        details["claims"] = claims_table[columns].to_dict("records")
+    details["convergence"] = [
+        {"model": model, "method": method, "sparsity": sparsity, "seed": seed, **result.as_dict()}
+        for (model, method, sparsity, seed), result in run_convergence(
+            [p for p in points if not p.get("tag", "").startswith("fig")]
+        ).items()
+    ]
     details["lr_selection"] = lr_selection(points).to_dict("records")
     results.write_metrics(out / "metrics.json", headline, label)
     write_json(out / "details.json", {**headline, **details})

@@ -42,7 +42,8 @@ PAPER_RESNET20 = paper.PAPER_RESNET20
 TABLES = {
     "table1": ("dense", "snip", "sm", "dsr", "dpf"),
     "table2": ("dense", "oneshot_ft", "incremental", "incremental_ft", "dpf", "dpf_ft"),
-    "table5": ("dense", "sfp", "dpf_structured"),
+    # *_bn: our variants (batch-norm statistics recomputed after the last step), no paper number
+    "table5": ("dense", "sfp", "sfp_bn", "dpf_structured", "dpf_structured_bn"),
 }
 
 

@@ -8,6 +8,14 @@
    is the twin of the chosen ρ).
 
 A row named ``<group>-chosen`` has ``choose_from`` in its settings: the candidate keys of its group.
+
+With ``final_on_all_images`` (the paper scale) choosing and reporting are separate runs (``settings["phase"]``):
+
+1. ``selection``: every ρ and λ candidate on the first seed, on the training images less the held-out split
+   (run name ``<row>-seed<s>-selection``);
+2. ``final``, on all the training images: every ρ on every seed (``td-chosen`` with ``select_on_first_seed``),
+   the chosen λ only (``l1_anneal-chosen``: Table 2 has one L1 + Anneal row; the grid is a search), then the
+   rows, fine-tuning and regular targeted dropout as above.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ from rewire.experiments.base import RunSpec
 from rewire.experiments.mobilenet_dnw.config import Config
 from rewire.experiments.mobilenet_dnw.rows import Row, candidates, expand_rows
 
-__all__ = ["plan", "CHOSEN", "candidate_groups"]
+__all__ = ["plan", "CHOSEN", "SELECTION", "FINAL", "candidate_groups"]
 
 CHOSEN = "chosen"  # the suffix of a row chosen on validation after the first seed
+SELECTION, FINAL = "selection", "final"  # the phases of final_on_all_images (settings["phase"])
 
 
 def candidate_groups(config: Config) -> dict[str, list[Row]]:
@@ -30,15 +39,28 @@ def candidate_groups(config: Config) -> dict[str, list[Row]]:
 
 
 def _spec(key: str, seed: int, **settings) -> RunSpec:
-    return RunSpec(row=key, seed=seed, name=f"{key}-seed{seed}", settings=settings)
+    suffix = f"-{SELECTION}" if settings.get("phase") == SELECTION else ""
+    return RunSpec(row=key, seed=seed, name=f"{key}-seed{seed}{suffix}", settings=settings)
 
 
-def plan(config: Config) -> list[RunSpec]:
-    """Every run of ``config`` over its seeds, in the order :func:`~rewire.experiments.mobilenet_dnw.run` trains them."""
+def _candidate_specs(config: Config, groups: dict[str, list[Row]]) -> list[RunSpec]:
+    """The candidates of ρ and λ and the chosen ones (both phases with ``final_on_all_images``)."""
     seeds = list(config.seeds)
     first, rest = seeds[0], seeds[1:]
     specs: list[RunSpec] = []
-    groups = candidate_groups(config)
+    if config.final_on_all_images:
+        for rows in groups.values():  # selection: every candidate on the first seed, on the reduced split
+            if len(rows) > 1:
+                specs += [_spec(row.key, first, phase=SELECTION) for row in rows]
+        for group, rows in groups.items():  # final: on all the training images
+            keys = [r.key for r in rows]
+            if len(rows) == 1:
+                specs += [_spec(keys[0], seed, phase=FINAL) for seed in seeds]
+            elif group == "td" and not config.select_on_first_seed:  # Table 2 reports every ρ
+                specs += [_spec(key, seed, phase=FINAL) for key in keys for seed in seeds]
+            elif rows:  # one L1 + Anneal row in Table 2 (and the chosen ρ with select_on_first_seed)
+                specs += [_spec(f"{group}-{CHOSEN}", seed, choose_from=keys, phase=FINAL) for seed in seeds]
+        return specs
     for group, rows in groups.items():
         if not rows:
             continue
@@ -47,6 +69,15 @@ def plan(config: Config) -> list[RunSpec]:
             specs += [_spec(f"{group}-{CHOSEN}", seed, choose_from=[r.key for r in rows]) for seed in rest]
         else:
             specs += [_spec(row.key, seed) for row in rows for seed in rest]
+    return specs
+
+
+def plan(config: Config) -> list[RunSpec]:
+    """Every run of ``config`` over its seeds, in the order :func:`~rewire.experiments.mobilenet_dnw.run` trains them."""
+    seeds = list(config.seeds)
+    groups = candidate_groups(config)
+    specs = _candidate_specs(config, groups)
+    final = {"phase": FINAL} if config.final_on_all_images else {}
     td_keys = [row.key for row in groups["td"]]
     known_td = td_keys[0] if len(td_keys) == 1 else None
     regular = []
@@ -63,12 +94,12 @@ def plan(config: Config) -> list[RunSpec]:
     for key in later:
         for seed in seeds:
             if key.partition("-")[0] in ("lottery", "finetune"):
-                specs.append(_spec("complete", seed, prerequisite_of=key))
+                specs.append(_spec("complete", seed, prerequisite_of=key, **final))
             if key == f"td_regular-{CHOSEN}":
-                specs.append(_spec(key, seed, choose_from=td_keys))
+                specs.append(_spec(key, seed, choose_from=td_keys, **final))
             else:
-                specs.append(_spec(key, seed))
-    unique: dict[tuple[str, int], RunSpec] = {}
+                specs.append(_spec(key, seed, **final))
+    unique: dict[str, RunSpec] = {}
     for spec in specs:  # a run listed twice (the complete graph of several rows) trains once, at its first place
-        unique.setdefault((spec.row, spec.seed), spec)
+        unique.setdefault(spec.name, spec)
     return list(unique.values())

@@ -8,6 +8,21 @@ nodes per stage), ``table3_counts`` (DNW Table 3's counts at 224 px from the cou
 (:mod:`~rewire.experiments.mobilenet_dnw.timing`), ``metrics.json`` (headline numbers only: the claims'
 verdict counts, ``top1`` = DNW's and ``baseline_top1`` = RG's mean test top-1), ``label.json`` and ``details.json``
 (every number).
+
+Every table and the label name the ``graph_variant`` (``paper`` or ``authors_code``). Table 2 reads the final
+phase's runs (with ``final_on_all_images`` the candidates trained to choose ρ and λ are in ``per_run.csv`` and
+``details.json`` only). ``top1_mean`` is the final epoch's; ``best_epoch_top1_mean`` (the best test epoch, as the
+authors' code tracks it) is test-set selection, reported beside it and never used by a claim. A λ = 0 row is
+called Anneal (no L1 term) and gets no paper number: the paper's L1 + Anneal row has the L1 term.
+
+Each claim's verdict needs converged runs (issue 20, point 1): every reported run is judged by
+:data:`CONVERGENCE` (:mod:`rewire.reporting.convergence`) on its per-epoch records -- training loss, and
+validation top-1 where the run held a validation split, else test top-1 (the ``final_on_all_images`` runs hold
+none out) -- and its final test top-1 is checked against chance (the dataset's classes, a margin of three binomial
+standard deviations on the run's test images). The claims table shows each side's convergence; a side with a run
+at chance or not converged makes the claim "not decided". ``claims_not_decided`` counts every verdict that is
+neither "holds" nor "reversed". With one seed (smoke) there is no claim, and ``claims.md`` lists each run's
+convergence.
 """
 
 from __future__ import annotations
@@ -17,13 +32,20 @@ from typing import Any
 
 import pandas as pd
 
+from rewire.data.sources import OFFICIAL_RELEASES
 from rewire.experiments.base import Outcome
 from rewire.experiments.mobilenet_dnw.config import Config
+from rewire.experiments.mobilenet_dnw.diagnostics_figure import (
+    diagnostics_table,
+    plot_diagnostics,
+    write_diagnostics_csv,
+)
 from rewire.experiments.mobilenet_dnw.paper import PAPER_TABLE2, PAPER_TABLE5
 from rewire.experiments.mobilenet_dnw.rows import Row
 from rewire.io import write_json, write_text
 from rewire.reporting import claims as claims_module
 from rewire.reporting import plotting, results
+from rewire.reporting.convergence import DEFAULT_CHANCE_MARGIN_PTS, Convergence, ConvergenceTest, chance_margin
 
 __all__ = [
     "report",
@@ -31,6 +53,9 @@ __all__ = [
     "table5_frame",
     "table2_claims",
     "claims_of",
+    "run_convergence",
+    "convergence_table",
+    "CONVERGENCE",
     "HEADLINE",
     "FINETUNE_CLAIM_ALPHA",
 ]
@@ -43,25 +68,45 @@ FINETUNE_CLAIM_ALPHA = 0.01
 # the rows whose live nodes are drawn (the chosen ρ of targeted dropout is added)
 LIVE_NODE_ROWS = ("rg", "dnw_no_update", "dnw", "lottery")
 CIFAR_IMAGE_SIZE = 32  # the multiply-adds of the live-node profile are counted at CIFAR-10's 32 x 32 px
+CONVERGENCE = ConvergenceTest()  # the stated test: its defaults (rewire.reporting.convergence)
+RunKey = tuple[str, int]  # (row key, seed)
 
 
 # ------------------------------------------------------------------------------------------ tables
 
 
-def _paper_columns(table: pd.DataFrame) -> pd.DataFrame:
+def _paper_number(key: str) -> tuple[float, float]:
+    """The paper's (mean, std) for a row key; none for the anneal without L1 (λ = 0), not the paper's row."""
+    row = Row.parse(key)
     nan = (float("nan"),) * 2
-    table["paper_mean"] = [PAPER_TABLE2.get(Row.parse(k).paper_key, nan)[0] for k in table.row]
-    table["paper_std"] = [PAPER_TABLE2.get(Row.parse(k).paper_key, nan)[1] for k in table.row]
+    return PAPER_TABLE2.get(row.paper_key, nan) if row.has_l1_term else nan
+
+
+def _paper_columns(table: pd.DataFrame) -> pd.DataFrame:
+    table["paper_mean"] = [_paper_number(k)[0] for k in table.row]
+    table["paper_std"] = [_paper_number(k)[1] for k in table.row]
     return table
 
 
+def reported_runs(per_run: pd.DataFrame) -> pd.DataFrame:
+    """The runs Table 2 reports: the ``final`` phase (all runs when there is no ``phase`` column)."""
+    if "phase" not in per_run:
+        return per_run
+    return per_run[per_run.phase == "final"].reset_index(drop=True)
+
+
 def table2_frame(per_run: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of test top-1 per row (with runs, validation top-1, the choice), beside the paper, in its order."""
+    """Mean and std of the final epoch's test top-1 per row (with runs, the best test epoch's mean beside it,
+    validation top-1, the choice), beside the paper, in its order."""
     order = {key: i for i, key in enumerate(PAPER_TABLE2)}
+    per_run = per_run.copy()
+    if "best_epoch_test_top1" not in per_run:
+        per_run["best_epoch_test_top1"] = float("nan")
     grouped = per_run.groupby(["row", "label"], sort=False)
     table = grouped.agg(
         top1_mean=("test_top1", "mean"),
         top1_std=("test_top1", "std"),
+        best_epoch_top1_mean=("best_epoch_test_top1", "mean"),
         runs=("seed", "count"),
         val_top1_mean=("val_top1", "mean"),
         chosen_on_validation=("chosen_on_validation", "first"),
@@ -93,12 +138,21 @@ def _by_seed(per_run, key: str) -> dict[int, float]:
     return dict(zip(rows.seed.astype(int), rows.test_top1.astype(float)))
 
 
-def table2_claims(per_run, *, best_td: str, regular_td: str | None, finetune: str, l1_anneal: str) -> list:
+def table2_claims(
+    per_run,
+    *,
+    best_td: str,
+    regular_td: str | None,
+    finetune: str,
+    l1_anneal: str,
+    convergence: dict[RunKey, Convergence] | None = None,
+) -> list:
     """DNW Table 2's claims, paired by seed (:mod:`rewire.reporting.claims`); those lacking 2 seeds are left out.
 
     ``per_run``: one row per run with ``row`` (a :attr:`Row.key`), ``seed`` and ``test_top1``. ``best_td``
     the TD row chosen on validation, ``regular_td`` its regular twin (Table 5), ``finetune`` the α = 0.01
-    row, ``l1_anneal`` the chosen L1 + Anneal row.
+    row, ``l1_anneal`` the chosen L1 + Anneal row. ``convergence`` (:func:`run_convergence`, by (row, seed))
+    gives each side's runs, which gate the verdict; without it every side reads "not checked".
     """
     from rewire.reporting.claims import Claim
 
@@ -109,7 +163,7 @@ def table2_claims(per_run, *, best_td: str, regular_td: str | None, finetune: st
         ("dnw", best_td, "at_least", "DNW is at least as good as targeted dropout (best ρ)", "Table 2"),
         ("dnw", "lottery", "at_least", "DNW is at least as good as the one-shot lottery ticket", "Table 2"),
         (finetune, "dnw", "equivalent", "fine-tuning the pruned complete graph (α = 0.01) matches DNW", "Table 2"),
-        ("dnw", l1_anneal, "greater", "L1 + Anneal is below DNW", "Table 2"),
+        ("dnw", l1_anneal, "greater", _anneal_words(l1_anneal), "Table 2"),
     ]
     if regular_td is not None:
         specs.append((best_td, regular_td, "at_least", "unconstrained targeted dropout >= regular", "Table 5"))
@@ -118,14 +172,46 @@ def table2_claims(per_run, *, best_td: str, regular_td: str | None, finetune: st
     for a, b, kind, words, source in specs:
         sides = _by_seed(per_run, a), _by_seed(per_run, b)
         if len(set(sides[0]) & set(sides[1])) >= 2:
+            runs = [_side_runs(convergence, key, side) for key, side in ((a, sides[0]), (b, sides[1]))]
             found.append(
-                Claim("DNW", words, labels.get(a, a), sides[0], labels.get(b, b), sides[1], kind=kind, source=source)
+                Claim(
+                    "DNW",
+                    words,
+                    labels.get(a, a),
+                    sides[0],
+                    labels.get(b, b),
+                    sides[1],
+                    kind=kind,
+                    source=source,
+                    a_runs=runs[0],
+                    b_runs=runs[1],
+                )
             )
     return found
 
 
-def claims_of(per_run: pd.DataFrame, chosen: dict[str, str]) -> list:
-    """Table 2's claims for these runs, with the validation choices of ρ and λ."""
+def _side_runs(convergence: dict[RunKey, Convergence] | None, key: str, side: dict[int, float]):
+    """One side's convergence by seed, or None (not checked) without ``convergence``; a run missing from it stops."""
+    if convergence is None:
+        return None
+    missing = [seed for seed in side if (key, seed) not in convergence]
+    if missing:
+        raise ValueError(f"row {key!r}: no convergence result for seed(s) {missing}; judge every reported run")
+    return {seed: convergence[(key, seed)] for seed in side}
+
+
+def _anneal_words(key: str) -> str:
+    """The L1 + Anneal claim, said of the anneal alone when λ = 0 was chosen (then it is not the paper's row)."""
+    if key.startswith("l1_anneal-") and not Row.parse(key).has_l1_term:
+        return "Anneal (λ = 0 chosen on validation: no L1 term, not the paper's L1 + Anneal) is below DNW"
+    return "L1 + Anneal is below DNW"
+
+
+def claims_of(
+    per_run: pd.DataFrame, chosen: dict[str, str], convergence: dict[RunKey, Convergence] | None = None
+) -> list:
+    """Table 2's claims for these runs, with the validation choices of ρ and λ (``convergence``: see
+    :func:`table2_claims`)."""
     td_choice = chosen.get("td")
     regular_twin = f"td_regular-{td_choice.partition('-')[2]}" if td_choice else None
     return table2_claims(
@@ -134,17 +220,55 @@ def claims_of(per_run: pd.DataFrame, chosen: dict[str, str]) -> list:
         regular_td=regular_twin if regular_twin in set(per_run.row) else None,
         finetune=Row("finetune", alpha=FINETUNE_CLAIM_ALPHA).key,
         l1_anneal=chosen.get("l1_anneal", "l1_anneal"),
+        convergence=convergence,
     )
 
 
-def _write_claims(out: Path, found: list, label: dict[str, Any]) -> pd.DataFrame:
+def _num_classes(config: Config, outcome: Outcome) -> int:
+    """The classes of the data the runs were tested on (the outcome's training split), else of ``config.dataset``."""
+    data = outcome.extra.get("data")
+    return len(data.classes) if data is not None else len(OFFICIAL_RELEASES[config.dataset]["classes"])
+
+
+def run_convergence(config: Config, outcome: Outcome, test: ConvergenceTest = CONVERGENCE) -> dict[RunKey, Convergence]:
+    """Each reported run's convergence by ``test`` on its per-epoch records (``outcome.extra["results"]``), with the
+    chance check of its final test top-1; the margin is :func:`~rewire.reporting.convergence.chance_margin` of the
+    run's test images (its record's ``config.data.test_examples``), else :data:`DEFAULT_CHANCE_MARGIN_PTS`."""
+    classes = _num_classes(config, outcome)
+    found = {}
+    for (key, seed), result in outcome.extra.get("results", {}).items():
+        test_examples = result.record.get("config", {}).get("data", {}).get("test_examples")
+        margin = chance_margin(classes, int(test_examples)) if test_examples else DEFAULT_CHANCE_MARGIN_PTS
+        found[(key, seed)] = test.judge(result.records, num_classes=classes, chance_margin_pts=margin)
+    return found
+
+
+def convergence_table(convergence: dict[RunKey, Convergence]) -> pd.DataFrame:
+    """One row per run: row, seed, converged, at chance, the reason and the measured numbers."""
+    rows = [{"row": key, "seed": seed, **result.as_dict()} for (key, seed), result in convergence.items()]
+    return pd.DataFrame(rows).drop(columns="test", errors="ignore")
+
+
+def _convergence_lines(convergence: dict[RunKey, Convergence]) -> str:
+    """Each run's convergence as Markdown (the claims page of a scale with too few seeds for a claim)."""
+    lines = [f"Convergence of each run (a verdict needs converged runs): {CONVERGENCE.describe()}.", "",
+             "| row | seed | converged | at chance | reason |", "|:--|--:|:--|:--|:--|"]  # fmt: skip
+    for (key, seed), result in convergence.items():
+        chance = "not checked" if result.at_chance is None else ("yes" if result.at_chance else "no")
+        converged = "yes" if result.converged else "no"
+        lines.append(f"| {key} | {seed} | {converged} | {chance} | {claims_module.markdown_cell(result.reason)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_claims(out: Path, found: list, label: dict[str, Any], convergence: dict[RunKey, Convergence]):
     scale, seeds = label["scale"], label["seeds"]
     if found:
         table = claims_module.claims_frame(found)
         table.to_csv(out / "claims.csv", index=False)
         text = claims_module.claims_markdown(
             table,
-            title=f"DNW Table 2 claims at the {scale} scale ({len(seeds)} seeds, final epoch)",
+            title=f"DNW Table 2 claims at the {scale} scale ({len(seeds)} seeds, final epoch, "
+            f"graph_variant {label.get('graph_variant', 'paper')})",
             caption=results.label_line(label),
         )
     else:  # one seed (smoke) decides nothing: say so instead of a table
@@ -154,6 +278,7 @@ def _write_claims(out: Path, found: list, label: dict[str, Any]) -> pd.DataFrame
             f"### DNW Table 2 claims at the {scale} scale\n\n"
             f"Not decided: {len(seeds)} seed(s); an interval needs at least 2.\n"
         )
+        text += "\n" + _convergence_lines(convergence) if convergence else ""
     write_text(out / "claims.md", text)
     return table
 
@@ -225,19 +350,30 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    per_run = pd.DataFrame(outcome.runs)
-    per_run.to_csv(out / "per_run.csv", index=False)
+    variant = config.graph_variant
+    label = {**label, "graph_variant": variant, "final_on_all_images": config.final_on_all_images}
+    all_runs = pd.DataFrame(outcome.runs)
+    all_runs.insert(0, "graph_variant", variant)
+    all_runs.to_csv(out / "per_run.csv", index=False)
+    per_run = reported_runs(all_runs)
     chosen = dict(outcome.extra.get("chosen", {}))
     table = table2_frame(per_run)
     main_rows = table[~table.row.str.startswith("td_regular")]
-    title = "DNW Table 2: CIFAR-10 test top-1 (%), MobileNetV1-DNW x 0.225 found in other ways"
+    title = (
+        f"DNW Table 2 (graph_variant {variant}): CIFAR-10 test top-1 (%) at the final epoch, MobileNetV1-DNW x 0.225 "
+        f"found in other ways; best_epoch_top1_mean = best test epoch (the authors' best_val): test-set selection, "
+        f"beside, never used for claims"
+    )
     results.write_table(main_rows, out, "table2", label, title=title)
     if table.row.str.startswith("td").any():
-        title = "DNW Appendix Table 5: unconstrained vs regular targeted dropout, test top-1 (%)"
+        title = (
+            f"DNW Appendix Table 5 (graph_variant {variant}): unconstrained vs regular targeted dropout, test top-1 (%)"
+        )
         results.write_table(table5_frame(table), out, "table5", label, title=title)
     else:
         results.write_not_computed(out, "table5", "no targeted-dropout row ran")
-    claims_table = _write_claims(out, claims_of(per_run, chosen), label)
+    convergence = run_convergence(config, outcome)  # empty when the outcome holds no run records (hand-made)
+    claims_table = _write_claims(out, claims_of(per_run, chosen, convergence or None), label, convergence)
     _table2_figure(table, per_run, label, out / "table2.png")
 
     first = config.seeds[0]
@@ -248,15 +384,29 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     else:
         _wiring_figure(live, label, out / "wiring.png")
 
+    # The graph diagnostics of every DNW-family and RG run (rewire.methods.dnw_diagnostics; issue 20, point 3)
+    diagnosed = diagnostics_table(outcome)
+    write_diagnostics_csv(diagnosed, out / "diagnostics.csv")
+    if diagnosed:
+        title = f"MobileNetV1-DNW: DNW against RG ({label.get('scale', '?')} scale)"
+        plot_diagnostics(diagnosed, out / "diagnostics.png", title=title)
+    else:
+        results.write_not_computed(out, "diagnostics.png", "no DNW-family or RG run recorded graph diagnostics")
+
     counts = pd.DataFrame([count.as_dict() for count in table3_counts()])
     title = "DNW Table 3: parameters and multiply-adds at 224 px, counter vs paper"
     results.write_table(counts, out, "table3_counts", label, title=title)
 
     details: dict[str, Any] = {
+        "graph_variant": variant,
         "chosen_td": chosen.get("td"),
         "chosen_l1_anneal": chosen.get("l1_anneal"),
+        "splits": outcome.extra.get("splits"),
         "run_seconds": outcome.extra.get("seconds"),
     }
+    if "phase" in all_runs and (all_runs.phase == "selection").any():
+        picked = all_runs[all_runs.phase == "selection"]
+        details["selection_val_top1"] = dict(zip(picked.row, picked.val_top1.astype(float)))
     dnw = outcome.extra.get("results", {}).get(("dnw", first))
     if dnw is not None:
         timing, difference = compact_timing(
@@ -270,16 +420,23 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
         results.write_not_computed(out, "compact_timing", "the dnw row did not run on the first seed")
 
     means = {f"{key}_top1_mean": float(v) for key, v in per_run.groupby("row").test_top1.mean().items()}
+    if per_run.get("best_epoch_test_top1") is not None:
+        best = per_run.groupby("row").best_epoch_test_top1.mean().dropna()
+        means |= {f"{key}_best_epoch_top1_mean": float(v) for key, v in best.items()}
     verdicts = claims_table["verdict"].tolist() if len(claims_table) else []
-    metrics = {
-        "claims_held": verdicts.count(claims_module.VERDICTS[0]),
-        "claims_reversed": verdicts.count(claims_module.VERDICTS[1]),
-        "claims_not_decided": verdicts.count(claims_module.VERDICTS[2]),
+    held, reversed_ = verdicts.count(claims_module.VERDICTS[0]), verdicts.count(claims_module.VERDICTS[1])
+    metrics = {  # not decided: every other verdict (inconclusive, under-trained, at chance)
+        "claims_held": held,
+        "claims_reversed": reversed_,
+        "claims_not_decided": len(verdicts) - held - reversed_,
         **{name: means[source] for name, source in HEADLINE.items() if source in means},
     }
     details.update(means)
     if len(claims_table):
-        details["claims"] = claims_table[["claim", "difference", "ci_low", "ci_high", "verdict"]].to_dict("records")
+        columns = ["claim", "difference", "ci_low", "ci_high", "verdict", "interval_verdict"]
+        details["claims"] = claims_table[[*columns, "a_convergence", "b_convergence"]].to_dict("records")
+    details["convergence_test"] = CONVERGENCE.describe()
+    details["convergence"] = convergence_table(convergence).to_dict("records") if convergence else []
     results.write_metrics(out / "metrics.json", metrics, label)
     write_json(out / "details.json", {**details, **metrics, "label": label})  # every number, the headline too
     return metrics

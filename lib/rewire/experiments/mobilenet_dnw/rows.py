@@ -7,7 +7,8 @@ row (``Row.key``)          method
 ``rg``                     a fixed random graph with k edges per stage (``rewire.methods.dnw``, ``rg``)
 ``dnw_no_update``          top-k by |w|, no gradient to hallucinated edges (``dnw_no_update``)
 ``l1_anneal-<λ>``          complete graph, edges removed by magnitude until k remain, L1 term
-                           (:mod:`rewire.methods.anneal`; not in the authors' code)
+                           (:mod:`rewire.methods.anneal`; not in the authors' code); λ = 0 is labelled
+                           "Anneal" (no L1 term: not the paper's row, no paper number beside it)
 ``td-<ρ>``                 unconstrained targeted dropout, ρ in {0.75, 0.9, 0.95, 0.99, γ}
                            (:mod:`rewire.methods.targeted_dropout`)
 ``td_regular-<ρ>``         regular (per-node) targeted dropout, Appendix B, Table 5
@@ -102,7 +103,7 @@ class Row:
             "mobilenet_v1": "MobileNetV1 (dense)",
             "rg": "MobileNetV1-RG",
             "dnw_no_update": "No Update Rule",
-            "l1_anneal": f"L1 + Anneal (λ = {_number(self.l1) if self.l1 is not None else ''})",
+            "l1_anneal": self._anneal_label(),
             "td": f"TD ρ = {rho}",
             "td_regular": f"TD ρ = {rho} (regular)",
             "complete": "complete graph (†)",
@@ -110,6 +111,18 @@ class Row:
             "finetune": f"Fine Tune α = {_number(self.alpha) if self.alpha else ''} †",
             "dnw": "MobileNetV1-DNW",
         }[self.method]
+
+    @property
+    def has_l1_term(self) -> bool:
+        """False for the L1 + Anneal row with λ = 0: the anneal alone, not the paper's L1 + Anneal."""
+        return self.method != "l1_anneal" or bool(self.l1)
+
+    def _anneal_label(self) -> str:
+        """``L1 + Anneal (λ = …)``, or ``Anneal (λ = 0, no L1)``: with λ = 0 the row has no L1 term, so it is not
+        the paper's L1 + Anneal row (Section 3.3: "accuracy was much better if we added an L1 regularization term")."""
+        if self.l1 is not None and not self.has_l1_term:
+            return "Anneal (λ = 0, no L1)"
+        return f"L1 + Anneal (λ = {_number(self.l1) if self.l1 is not None else ''})"
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -18,6 +18,7 @@ or ``python -m rewire plan robust_binary --scale cpu`` / ``python -m rewire run 
                 lottery-style fine-tune or retrain; PGD, TRADES, fast FGSM + ATTA or vanilla); in every run's code hash
 ``callbacks``   the training attacks and the robust model selection (part of the runs' code)
 ``report``      tables, claims, figures, the attack cross-checks, metrics (not in the code hash)
+``claims``      the paper's claims over rows, each side gated by its runs' convergence (read by the report)
 ``evaluation``  what the report computes from trained models: attack cross-checks, kernels, channel alignment
 ``analysis``    the appendix checked exactly, without training: Theorems A.1-A.2, Table 6, A.3, A.4
 ``masks``       the learned masks: Figures 3 and 5, Section 4.3's channel alignment, per-layer kept fractions

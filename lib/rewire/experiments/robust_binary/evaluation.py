@@ -2,6 +2,9 @@
 
 * :func:`cross_check` -- our PGD against torchattacks' PGD and AutoAttack (APGD-CE alone, or the standard four:
   the paper's protocol) on a fixed random subset of the test images;
+* :func:`model_of` / :func:`selected_state` -- a run's network at the epoch chosen on robust validation (the
+  authors' model selection) or at its last epoch; :func:`autoattack_per_run` -- AutoAttack on every adversarially
+  trained run's selected model (the paper scale, ``autoattack: standard``), cached per run directory;
 * :func:`allocation_table` -- the adaptive allocation kept_i = c n_i^p of cResNet34 at the paper's keep 0.01
   (:mod:`rewire.sparse.allocation`), per p;
 * :func:`kept_fraction_table` -- trained vs planned kept weights per layer of every edge-popup row;
@@ -15,6 +18,9 @@ Attacks and mask statistics read the models, never train them; none of this is p
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,8 +30,16 @@ import torch.nn as nn
 from rewire.experiments.robust_binary import analysis, masks, paper
 from rewire.experiments.robust_binary.callbacks import evaluation_subset
 from rewire.experiments.robust_binary.config import Config
+from rewire.io import write_json
 
 __all__ = [
+    "MODELS",
+    "AUTOATTACK_CACHE",
+    "attacked_test_images",
+    "autoattack_name",
+    "selected_state",
+    "model_of",
+    "autoattack_per_run",
     "CROSS_CHECK_SEED",
     "ALIGNMENT_SAMPLES",
     "ALLOCATION_P",
@@ -43,15 +57,37 @@ ALLOCATION_P = (0.0, 0.1, 0.5, 1.0)  # the allocation figure's exponents: fixed 
 PAPER_KEEP = 0.01  # the paper's 99 % pruning (Tables 9-11)
 
 
-def cross_check(config: Config, model: nn.Module, data, device: torch.device) -> dict[str, Any]:
-    """Clean accuracy, PGD (ours and torchattacks') and AutoAttack (``config.autoattack``) top-1 in % on the
-    ``autoattack_images`` test images robust evaluation attacks, same ε, steps and step size."""
-    from rewire.attacks.autoattack import autoattack_accuracy, torchattacks_pgd_accuracy
+def attacked_test_images(config: Config, data, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``autoattack_images`` test images AutoAttack and the cross-check attack (the fixed random subset that
+    robust evaluation attacks, :func:`evaluation_subset`), pixels in [0, 1], and their labels."""
+    index = evaluation_subset(len(data.test_labels), config.autoattack_images)
+    return data.test_images[index].float().div(255).to(device), data.test_labels[index].to(device)
+
+
+def autoattack_name(config: Config) -> str:
+    """The AutoAttack variant in words: APGD-CE alone (smoke, cpu) or the standard four (the paper's, Appendix D.1)."""
+    if config.autoattack == "apgd-ce":
+        return f"APGD-CE (AutoAttack's first attack, {config.apgd_steps} steps)"
+    return f"AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square; {config.apgd_steps} steps)"
+
+
+def _autoattack(config: Config, model: nn.Module, images, labels, eps: float) -> float:
+    from rewire.attacks.autoattack import autoattack_accuracy
+
+    attacks = ("apgd-ce",) if config.autoattack == "apgd-ce" else None  # None: the standard list
+    return autoattack_accuracy(model, images, labels, eps, attacks=attacks, steps=config.apgd_steps)
+
+
+def cross_check(
+    config: Config, model: nn.Module, data, device: torch.device, autoattack: float | None = None
+) -> dict[str, Any]:
+    """Clean accuracy, PGD (ours and torchattacks') and AutoAttack (``config.autoattack``) top-1 in % of ``model``
+    on the ``autoattack_images`` test images robust evaluation attacks, same ε, steps and step size.
+    ``autoattack``: the model's AutoAttack top-1 (%) already measured on these images (not attacked again)."""
+    from rewire.attacks.autoattack import torchattacks_pgd_accuracy
     from rewire.attacks.pgd import pgd_linf
 
-    index = evaluation_subset(len(data.test_labels), config.autoattack_images)
-    images = data.test_images[index].float().div(255).to(device)
-    labels = data.test_labels[index].to(device)
+    images, labels = attacked_test_images(config, data, device)
     eps, step = config.eps_255 / 255, config.step_255 / 255
     model.eval()
     with torch.no_grad():
@@ -61,17 +97,74 @@ def cross_check(config: Config, model: nn.Module, data, device: torch.device) ->
     with torch.no_grad():
         ours = float((model(adversarial).argmax(1) == labels).float().mean())
     theirs = torchattacks_pgd_accuracy(model, images, labels, eps, step_size=step, steps=config.steps)
-    attacks = ("apgd-ce",) if config.autoattack == "apgd-ce" else None  # None: the standard list
-    apgd = autoattack_accuracy(model, images, labels, eps, attacks=attacks, steps=config.apgd_steps)
-    name = f"APGD-CE (AutoAttack's first attack, {config.apgd_steps} steps)" if attacks else "AutoAttack (standard)"
     return {
-        "images": int(index.numel()),
+        "images": int(labels.numel()),
         "clean": 100 * clean,
         "pgd_ours": 100 * ours,
         "pgd_torchattacks": 100 * theirs,
-        "autoattack": 100 * apgd,
-        "autoattack_name": name,
+        "autoattack": autoattack if autoattack is not None else 100 * _autoattack(config, model, images, labels, eps),
+        "autoattack_name": autoattack_name(config),
     }
+
+
+# ------------------------------------------------------------------------ the selected model and its AutoAttack
+
+MODELS = ("selected", "final")  # the epoch RobustSelection chose on validation, or the last epoch
+AUTOATTACK_CACHE = "autoattack.json"  # per run directory: standard AutoAttack costs hours per run at paper scale
+
+
+def selected_state(result) -> dict[str, torch.Tensor] | None:
+    """The state of the epoch :class:`~rewire.experiments.robust_binary.callbacks.RobustSelection` chose, read
+    from the run's checkpoint (the callback's state), or None (no checkpoint, no validation split)."""
+    from rewire.train import checkpoint
+    from rewire.train.trainer import Trainer
+
+    path = Path(result.run_dir) / Trainer.CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    for entry in checkpoint.load(path).get("callbacks", ()):
+        if entry.get("type") == "RobustSelection":
+            return entry["state"].get("best_state")
+    return None
+
+
+def model_of(result, which: str) -> tuple[nn.Module, str]:
+    """(the run's network in the state ``which`` names, the state it is): "selected" loads the selected epoch's
+    state into a copy (falling back to the final one, named so, where none was kept); "final" the trained model."""
+    if which not in MODELS:
+        raise ValueError(f"which must be one of {MODELS}, got {which!r}")
+    state = selected_state(result) if which == "selected" else None
+    if state is None:
+        return result.model, "final"
+    chosen = copy.deepcopy(result.model)
+    chosen.load_state_dict(state)
+    return chosen, "selected"
+
+
+def autoattack_per_run(config: Config, runs, data, device: torch.device, which: str = "selected") -> pd.DataFrame:
+    """``config.autoattack`` on the ``which`` model of every run of every adversarially trained row (the paper's
+    protocol: the authors ran the standard AutoAttack on the full test set after every training), ε the row's own,
+    on the ``autoattack_images`` test images. One line per run: row, seed, the model attacked, the attack, images,
+    ``autoattack_top1`` (%). Cached in each run's directory under the attack's settings (a found run is attacked
+    once)."""
+    images, labels = attacked_test_images(config, data, device)
+    lines = []
+    for run in runs:
+        if run.row.training == "clean":
+            continue
+        settings = {"attack": config.autoattack, "steps": config.apgd_steps, "images": int(labels.numel()),
+                    "eps_255": run.row.eps_255, "model": which}  # fmt: skip
+        key = json.dumps(settings, sort_keys=True)
+        cache = Path(run.result.run_dir) / AUTOATTACK_CACHE
+        stored = json.loads(cache.read_text()) if cache.exists() else {}
+        if key not in stored:
+            model, attacked = model_of(run.result, which)
+            top1 = 100 * _autoattack(config, model, images, labels, run.row.eps)
+            stored[key] = {"model": attacked, "autoattack_top1": top1}
+            write_json(cache, stored)
+        lines.append({"row": run.row.name, "seed": run.spec.seed, "attack": autoattack_name(config),
+                      "images": int(labels.numel()), **stored[key]})  # fmt: skip
+    return pd.DataFrame(lines, columns=["row", "seed", "attack", "images", "model", "autoattack_top1"])
 
 
 def allocation_table() -> pd.DataFrame:

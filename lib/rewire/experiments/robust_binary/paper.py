@@ -2,8 +2,10 @@
 
 The numbers are data, in ``paper.yaml`` beside this module (appendix Tables 6-11 and the values stated in its text,
 as printed; editing one never retrains a run); this module reads them into frozen rows and looks cells up, so that
-the report can put the paper's number beside every row of its own results (:func:`paper_cells`). All accuracies
-are top-1 in %, on the test set; cells printed "-" are ``None``.
+the report can put the paper's number beside every row of its own results (:func:`reference_cells`: a
+:class:`Cell` names its table, printed line, column, value and attack; a row whose keep, training, dataset, ε,
+model, initialisation or last BN has no printed line gets none, and the reason). All accuracies are top-1 in %, on
+the test set; cells printed "-" are ``None``.
 
 * :data:`TABLE7` -- the small dense RN34 variants (per-stage widths, ``#params``; no accuracies printed).
 * :data:`TABLE8` -- vanilla (clean) training on CIFAR10: p x {Signed KC, binary} x {no LBN, LBN}.
@@ -12,8 +14,10 @@ are top-1 in %, on the test set; cells printed "-" are ``None``.
 * :data:`TABLE11` -- clean accuracy in the non-adversarial case (epsilon = 0).
 * :data:`TABLE6_EXAMPLE`, :data:`APPENDIX_A4`, :data:`TEXT_NUMBERS`, :data:`FIGURE4` -- numbers stated in the text.
 
-What the tables do *not* contain: Table 9 has no clean accuracy, no parameter count and does not say which attack
-its "robust accuracy" is (PGD-10 or AutoAttack); Table 7 has no accuracies. :data:`EXTRACTION_NOTES` lists numbers
+What the tables do *not* contain: Table 9 has no clean accuracy and no parameter count, and does not name its
+attack; its numbers are AutoAttack (:data:`TABLE_SOURCES`: it complements the main paper's Table 4, compared "under
+AutoAttack", and its "Ours" cells are the AutoAttack accuracies of the authors' released checkpoints). No table of the
+appendix prints a PGD-10 number. Table 7 has no accuracies. :data:`EXTRACTION_NOTES` lists numbers
 that look wrong or ambiguous in the extraction.
 
 ``quoted=True`` marks the baselines whose code is not the authors' (:data:`QUOTED_METHODS`). Per Appendix D.1 the
@@ -22,6 +26,7 @@ authors *ran* these from the baselines' own public implementations; the numbers 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,7 +43,8 @@ __all__ = [
     "TABLE11", "TABLE8_P_VALUES", "TABLE9_PRUNING_RATE", "TABLE10_PRUNING_RATE", "TABLE11_PRUNING_RATE",
     "QUOTED_METHODS", "EPSILON_LINF", "TEXT_NUMBERS", "TABLE6_EXAMPLE", "APPENDIX_A4", "FIGURE4", "EXTRACTION_NOTES",
     "table7", "table8", "table9_rows", "table10_rows", "table11_rows", "table6_ratios", "a4_expected_kernels",
-    "paper_cells",
+    "DATASET_COLUMNS", "PAPER_MODELS", "PAPER_WIDTHS", "PAPER_KEEP", "TABLE_ATTACKS", "TABLE_SOURCES",
+    "LINE_TRAINING", "Cell", "Reference", "reference_cells", "paper_cells",
 ]  # fmt: skip
 
 PAPER_FILE = Path(__file__).with_name("paper.yaml")
@@ -366,88 +372,202 @@ EXTRACTION_NOTES: tuple[str, ...] = tuple(_NUMBERS["extraction_notes"])
 
 
 # --------------------------------------------------------------------------------------------------
-# The paper's cell beside a row of ours
+# The paper's cells beside a row of ours
 # --------------------------------------------------------------------------------------------------
+
+_REFERENCE = _NUMBERS["reference"]
+#: The tables' dataset column per dataset name of a config.
+DATASET_COLUMNS: dict[str, str] = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "imagenet100": "ImageNet100"}
+#: The paper's network per dataset column (RN34: cResNet34 on CIFAR, ResNet-34 on ImageNet100), widths and keep.
+PAPER_MODELS: dict[str, str] = dict(_REFERENCE["models"])
+PAPER_WIDTHS: tuple[int, ...] = tuple(_REFERENCE["widths"])
+PAPER_KEEP: float = _REFERENCE["keep"]
+#: Per table: the attack behind its numbers ("AutoAttack": Table 9; "clean (no attack)": 8, 10, 11) and the source.
+TABLE_ATTACKS: dict[int, str] = {int(t): v["attack"] for t, v in _REFERENCE["tables"].items()}
+TABLE_SOURCES: dict[int, str] = {int(t): v["source"] for t, v in _REFERENCE["tables"].items()}
+#: How each printed method trained, per dataset column (pgd: Algorithm 1, fast: Algorithm 2, trades).
+LINE_TRAINING: dict[str, dict[str, str]] = {k: dict(v) for k, v in _REFERENCE["training"].items()}
+_OURS_INIT, _OURS_LBN = _REFERENCE["ours"]["weight_init"], _REFERENCE["ours"]["last_bn"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of the paper to stand beside one of ours: its table, printed line (method, architecture,
+    strategy, FP or binary), dataset column, value, and what produced it (``attack``: "AutoAttack" or "clean (no attack)", :data:`TABLE_ATTACKS`)."""
+
+    table: int
+    line: str
+    column: str
+    value: float
+    attack: str
+
+    @property
+    def label(self) -> str:
+        return f"Table {self.table}: {self.line}, {self.column} · {self.attack}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The paper's cells for one row of ours: ``robust`` (Table 9, AutoAttack) and ``clean`` (Table 8, 10 or 11),
+    each None where the paper prints no number for the row's setting; ``why`` says why (empty when both exist).
+    ``stand_in``: the scale's network is a reduced stand-in for the paper's RN34 (its keep for r = 0.99)."""
+
+    robust: Cell | None
+    clean: Cell | None
+    why: str
+    stand_in: bool
+
+    @property
+    def label(self) -> str:
+        return "; ".join(cell.label for cell in (self.robust, self.clean) if cell is not None)
+
+
+def reference_cells(row: Any, scale: Any) -> Reference:
+    """The paper's cells for the resolved row ``row`` of the scale ``scale`` (a config: ``dataset``, ``model``,
+    ``widths``, ``keep``), or none, with the reason, where the row's dataset, ε, model, keep, method, training,
+    initialisation or last BN has no printed line.
+
+    At the paper's network (RN34 at full widths) a pruned row needs keep 0.01 (r = 0.99, Tables 8-11); at a scale
+    whose network is smaller, the scale's own model, widths and keep stand in for RN34 at r = 0.99 (``stand_in``:
+    a reference, not the same setting), and a dense or BinaryConnect row narrower than the scale's is Small
+    RN34-p0.1. Robust cells are AutoAttack numbers (Table 9); no table of the appendix prints a PGD-10 number."""
+    dataset = getattr(row, "dataset", None) or scale.dataset  # a row may train another dataset than its block's
+    column = DATASET_COLUMNS.get(dataset)
+    paper_network = column is not None and scale.model == PAPER_MODELS[column] and tuple(scale.widths) == PAPER_WIDTHS
+    stand_in = not paper_network
+    problem = (
+        _setting_problem(row, scale, column, paper_network) if column else f"dataset {dataset!r} is not in the paper"
+    )
+    architecture = None
+    if not problem:
+        architecture, problem = _architecture(row, scale, stand_in)
+    if problem:
+        return Reference(None, None, problem, stand_in)
+    if row.training == "clean":
+        clean, why = _vanilla_cell(row, column, architecture)
+        return Reference(None, clean, "; ".join(w for w in ("robust: vanilla training (ε = 0)", why) if w), stand_in)
+    method, problem = _adversarial_method(row, column)
+    if problem:
+        return Reference(None, None, problem, stand_in)
+    robust, robust_why = _table_cell(9, row, column, method, architecture)
+    clean, clean_why = _table_cell(10, row, column, method, architecture)
+    why = "; ".join(f"{kind}: {w}" for kind, w in (("robust", robust_why), ("clean", clean_why)) if w)
+    return Reference(robust, clean, why, stand_in)
+
+
+def _setting_problem(row: Any, scale: Any, column: str, paper_network: bool) -> str:
+    """Why no table can hold the row (ε, model, method, keep), or ""."""
+    budget = _NUMBERS["epsilon_linf_255"][column]
+    if row.training != "clean" and not _same(float(row.eps_255), budget):
+        return f"ε {row.eps_255:g}/255: the paper's {column} budget is {budget}/255"
+    if row.model != scale.model:
+        return f"model {row.model}: the paper prints RN34 numbers only (this scale's network: {scale.model})"
+    if row.method in ("finetune", "retrain"):
+        return "the appendix prints no fine-tune / retrain line"
+    pruned_keep = PAPER_KEEP if paper_network else scale.keep
+    if row.method == "edge_popup" and not _same(float(row.keep), float(pruned_keep)):
+        stood = "" if paper_network else f"; this scale's keep {scale.keep:g} stands in for it"
+        return f"keep {row.keep:g} (r = {1 - row.keep:g}): the appendix prints pruned lines at r = 0.99 only{stood}"
+    return ""
+
+
+def _architecture(row: Any, scale: Any, stand_in: bool) -> tuple[str | None, str]:
+    """The printed architecture of the row: RN34 / RN34-LBN, or a Small RN34 of Table 7 (dense and BinaryConnect)."""
+    if tuple(row.widths) == tuple(scale.widths):
+        return ("RN34-LBN" if row.last_bn else "RN34"), ""
+    if row.method == "edge_popup":
+        return None, f"widths {list(row.widths)}: a pruned network other than the scale's RN34 stand-in"
+    for small in TABLE7:
+        if tuple(row.widths) == small.stage_channels:
+            return small.variant, ""
+    if stand_in and sum(row.widths) < sum(scale.widths):
+        return "Small RN34-p0.1", ""
+    return None, f"widths {list(row.widths)}: neither RN34 nor one of Table 7's small networks"
+
+
+def _adversarial_method(row: Any, column: str) -> tuple[str, str]:
+    """The printed method an adversarially trained row is ("Ours", "Ours (fast)", "AT", "TRADES"), or why none."""
+    if row.method == "edge_popup":
+        if row.weight_init != _OURS_INIT:
+            return "", f"weight init {row.weight_init}: the 'Ours' lines use binary weights (Signed KC: Table 8 only)"
+        if bool(row.last_bn) != _OURS_LBN:
+            return "", "no last BN: the 'Ours' lines are RN34-LBN"
+        names = ("Ours", "Ours (fast)")
+    else:
+        names = ("AT", "TRADES")
+    trained = {name: how for name, how in LINE_TRAINING[column].items() if name in names}
+    for name, how in trained.items():
+        if how == row.training:
+            return name, ""
+    lines = ", ".join(f"{name} trains with {how}" for name, how in trained.items())
+    return "", f"training {row.training}: no {column} line trains so ({lines})"
+
+
+def _table_cell(table: int, row: Any, column: str, method: str, architecture: str) -> tuple[Cell | None, str]:
+    """The cell of Table 9 (robust), 10 (clean, adversarially trained) or 11 (clean, ε = 0) for the row, or why none."""
+    lines = {9: TABLE9, 10: TABLE10, 11: TABLE11}[table]
+    if column not in {r.dataset for r in lines}:
+        return None, f"Table {table} has no {column} column"
+    if table != 9 and architecture.startswith("Small RN34"):  # Tables 10-11's "Small RN34" is Small RN34-p0.1
+        if architecture != TABLE7[0].variant:
+            return None, f"Table {table} prints {TABLE7[0].variant} only"
+        architecture = "Small RN34"
+    ours = method.startswith("Ours")
+    printed = sorted({f"{r.p:.1f}" for r in lines if r.method == method and r.p is not None})
+    if ours and f"{row.p:.1f}" not in printed:
+        return None, f"Table {table} prints {method} at p = {', '.join(printed)} only"
+    found = [
+        r for r in lines if r.dataset == column and r.method == method and r.architecture == architecture
+        and (not ours or _same(r.p, row.p))
+    ]  # fmt: skip
+    if not found:
+        return None, f"Table {table} has no line {method}, {architecture}"
+    kind = "binary" if row.method in ("edge_popup", "binary_connect") else "FP"
+    measure = "robust" if table == 9 else "clean"
+    value = getattr(found[0], f"{'binary' if kind == 'binary' else 'fp'}_{measure}_top1")
+    line = ", ".join([method, found[0].architecture, *([found[0].pruning_strategy] if ours else []), kind])
+    if value is None:
+        return None, f"Table {table} prints '-' for {line}, {column}"
+    return Cell(table, line, column, value, TABLE_ATTACKS[table]), ""
+
+
+def _vanilla_cell(row: Any, column: str, architecture: str) -> tuple[Cell | None, str]:
+    """The clean cell of a row trained without an attack: Table 8 (edge-popup on CIFAR10) or Table 11, or why none."""
+    if row.method == "edge_popup" and column == "CIFAR10":
+        init = {"signed_kaiming_constant": "signed_kc", "binary": "binary"}.get(row.weight_init)
+        if init is None or not any(_same(row.p, p) for p in TABLE8_P_VALUES):
+            return None, f"clean: Table 8 prints p in {list(TABLE8_P_VALUES)}, Signed KC or binary init only"
+        cell = table8(row.p, init, bool(row.last_bn))
+        line = f"p = {row.p:.1f}, {init}, {'LBN' if row.last_bn else 'no LBN'}"
+        return Cell(8, line, "CIFAR10", cell.clean_top1, TABLE_ATTACKS[8]), ""
+    if row.method == "edge_popup":
+        if row.weight_init != _OURS_INIT or bool(row.last_bn) != _OURS_LBN:
+            return None, "clean: Table 11's 'Ours' line is binary init with LBN"
+        method = "Ours"
+    else:
+        method = "AT"
+    found, why = _table_cell(11, row, column, method, architecture)
+    return found, why and f"clean: {why}"
 
 
 def paper_cells(
     setup: Any, dataset: str = "cifar10", full_widths: tuple[int, ...] = (64, 128, 256, 512)
 ) -> dict[str, Any]:
-    """The paper's numbers for the row nearest to ``setup`` (a resolved :class:`~rewire.experiments.robust_binary.config.Row`): robust
-    accuracy from Table 9 and clean accuracy from Table 10 (adversarial training) or Table 8 / Table 11 (vanilla,
-    ε = 0), with the paper's row named in ``paper_row``. The paper trains RN34 at 99 % pruning with its own
-    recipe: these are the reference, not the same setting at a reduced scale. No matching row: NaN.
+    """:func:`reference_cells` as a flat dict (``paper_row``, ``paper_robust_top1``, ``paper_clean_top1`` with NaN
+    where there is no cell, ``paper_why_none``), the scale taken as the row's own model, keep and widths (``full_widths`` for a dense or
+    BinaryConnect row: narrower is a small network)."""
+    from types import SimpleNamespace
 
-    A dense or BinaryConnect row narrower than the scale's ``full_widths`` is the paper's "small" network at an
-    equal parameter budget: Table 7's small RN34 for its p when the widths are Table 7's, else Small RN34-p0.1
-    (the budget of the main row, p = 0.1)."""
-    from rewire.models.resnet_robust import SMALL_RN34_WIDTHS
-
-    column = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "imagenet100": "ImageNet100"}.get(dataset)
+    widths = tuple(full_widths) if setup.method in ("dense", "binary_connect") else tuple(setup.widths)
+    scale = SimpleNamespace(dataset=dataset, model=setup.model, widths=widths, keep=setup.keep)
+    row = dataclasses.replace(setup, dataset=dataset) if hasattr(setup, "dataset") else setup  # the one named here
+    found = reference_cells(row, scale)
     nan = float("nan")
-    cells: dict[str, Any] = {"paper_row": "", "paper_robust_top1": nan, "paper_clean_top1": nan}
-    if column is None:
-        return cells
-    binary = setup.method in ("edge_popup", "binary_connect")
-    small = {tuple(w): p for p, w in SMALL_RN34_WIDTHS.items()}.get(tuple(setup.widths))
-    if small is None and setup.method in ("dense", "binary_connect") and tuple(setup.widths) != tuple(full_widths):
-        small = 0.1
-    architecture = f"Small RN34-p{small:.1f}" if small is not None else ("RN34-LBN" if setup.last_bn else "RN34")
-    if setup.training == "clean":
-        if setup.method == "edge_popup" and setup.last_bn is not None and dataset == "cifar10":
-            init = "signed_kc" if setup.weight_init == "signed_kaiming_constant" else "binary"
-            try:
-                cell = table8(setup.p, init, setup.last_bn)
-            except ValueError:
-                return cells
-            lbn = "LBN" if setup.last_bn else "no LBN"
-            return {
-                **cells,
-                "paper_row": f"Table 8: p = {setup.p:g}, {init}, {lbn}",
-                "paper_clean_top1": cell.clean_top1,
-            }
-        method, table = "AT", table11_rows
-    elif setup.method == "edge_popup":
-        if not setup.last_bn or setup.weight_init != "binary" or setup.p not in (0.1, 1.0):
-            return cells
-        method, table = ("Ours (fast)" if setup.training == "fast" else "Ours"), None
-        architecture = "RN34-LBN"
-    elif setup.method in ("dense", "binary_connect"):
-        method, table = ("TRADES" if setup.training == "trades" else "AT"), None
-    else:
-        return cells
-    strategy_p = setup.p if method.startswith("Ours") else None
-    if table is table11_rows:
-        architecture = "Small RN34" if small is not None else architecture
-        rows = [r for r in table(column) if r.method == method and r.architecture == architecture]
-        if rows:
-            value = rows[0].binary_clean_top1 if binary else rows[0].fp_clean_top1
-            return {**cells, "paper_row": f"Table 11: {method}, {architecture}", "paper_clean_top1": value}
-        return cells
-    try:
-        table9 = table9_rows(column)
-    except ValueError:  # Table 9 has CIFAR-10 and CIFAR-100 only; ImageNet-100 rows have Table 10's clean cell
-        table9 = ()
-    rows9 = [
-        r for r in table9 if r.method == method and r.architecture == architecture
-        and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
-    ]  # fmt: skip
-    robust = (rows9[0].binary_robust_top1 if binary else rows9[0].fp_robust_top1) if rows9 else None
-    clean_architecture = "Small RN34" if small == 0.1 else architecture
-    rows10 = [
-        r for r in table10_rows(column) if r.method == method and r.architecture == clean_architecture
-        and (strategy_p is None or (r.p is not None and abs(r.p - strategy_p) < 1e-9))
-    ]  # fmt: skip
-    if not rows9 and not rows10:
-        return cells
-    clean = (rows10[0].binary_clean_top1 if binary else rows10[0].fp_clean_top1) if rows10 else nan
-    kind = "binary" if binary else "FP"
-    label = f"Table 9/10: {method}, {architecture}{f', p = {strategy_p:g}' if strategy_p is not None else ''}, {kind}"
     return {
-        **cells,
-        "paper_row": label,
-        "paper_robust_top1": nan if robust is None else robust,
-        "paper_clean_top1": nan if clean is None else clean,
+        "paper_row": found.label,
+        "paper_robust_top1": found.robust.value if found.robust else nan,
+        "paper_clean_top1": found.clean.value if found.clean else nan,
+        "paper_why_none": found.why,
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from rewire.experiments.base import RunSpec
 from rewire.experiments.robust_binary.config import PAPER_FAST_STEP_255, Config, Row
 
-__all__ = ["IDENTITY_FIELDS", "RECIPE_FIELDS", "identity", "run_name", "plan"]
+__all__ = ["IDENTITY_FIELDS", "LATER_FIELDS", "RECIPE_FIELDS", "identity", "run_name", "plan"]
 
 # The row fields that define a run (with ε, its step and FGSM's step as pixel fractions, as the runs recorded
 # them); the recipe's other knobs (optimizer, schedule, momentum, ...) enter through the run's recipe, the batch
@@ -29,16 +29,23 @@ IDENTITY_FIELDS = (
 RECIPE_FIELDS = ("optimizer", "momentum", "schedule", "milestones", "warmup_epochs", "label_smoothing", "batch_size")
 
 
+# Fields added after runs were recorded, with the value those runs had: in the identity only when they differ, so the
+# recorded runs keep their directories (the attack protocol and the kept counts' rounding, issue 19)
+LATER_FIELDS = {"attack_protocol": "standard", "rounding": "floor"}
+
+
 def identity(row: Row) -> dict[str, Any]:
     """A resolved row's settings as its runs record them (``config.setup`` of ``record.json``).
 
     FGSM's step was added after the first runs were recorded: it is part of the identity only when it differs
-    from the paper's 4/255, so the runs recorded before keep their directories. Never change that default."""
+    from the paper's 4/255, so the runs recorded before keep their directories; the same for :data:`LATER_FIELDS`.
+    Never change those defaults."""
     settings: dict[str, Any] = {key: getattr(row, key) for key in IDENTITY_FIELDS}
     settings["widths"] = list(row.widths)
     settings["eps"], settings["step_size"] = row.eps, row.step_size
     if row.fast_step_255 != PAPER_FAST_STEP_255:
         settings["fast_step"] = row.fast_step
+    settings.update({key: getattr(row, key) for key, default in LATER_FIELDS.items() if getattr(row, key) != default})
     return settings
 
 
