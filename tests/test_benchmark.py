@@ -16,7 +16,7 @@ from rewire.experiments.base import Outcome
 from rewire.experiments.benchmark import Config, plan
 from rewire.experiments.benchmark.applicability import reasons
 from rewire.experiments.benchmark.config import METHODS
-from rewire.experiments.benchmark.report import cost_table, ranking
+from rewire.experiments.benchmark.report import convergence_frame, cost_table, ranking, with_convergence
 from rewire.experiments.benchmark.timing import cost_ratios, interleaved
 from rewire.experiments.schema import ConfigError
 
@@ -229,6 +229,34 @@ def test_training_cost_counts_dense_phases_at_one_and_sparse_phases_at_the_ratio
     assert table.loc["dnw", "training_cost_dense_epochs"] == pytest.approx(2 * 2.5)
     assert table.loc["dense", "training_cost_dense_epochs"] == pytest.approx(2.0)
     assert table.loc["dnw", "macs_vs_dense"] == pytest.approx(0.12)
+
+
+def test_the_ranking_says_how_many_runs_of_each_row_converged_reading_the_last_phase_only():
+    """Flat loss and validation at its best: converged; a loss still falling 10 % in the last fifth: not; the
+    lottery's dense phase (flat) is not read, its falling last phase is; a run at 10.2 % on 10,000 images is at chance."""
+    flat = [{"phase": "x", "epoch": e, "train_loss": 1.0, "val_top1": 60.0, "test_top1": 60.0} for e in range(1, 6)]
+    falling = [dict(r, train_loss=2.0 * 0.9**e) for e, r in enumerate(flat)]
+    chance = [dict(r, val_top1=10.0, test_top1=10.2) for r in flat]
+
+    def run(method, seed, history, sparsity=0.9):
+        return {"method": method, "sparsity": 0.0 if method == "dense" else sparsity, "seed": seed, "history": history}
+
+    lottery = [dict(r, phase="dense") for r in flat] + [dict(r, phase="lottery_round1") for r in falling]
+    outcome = Outcome(
+        runs=[run("dense", 0, flat), run("dense", 1, flat), run("dnw", 0, flat), run("dnw", 1, falling),
+              run("lottery", 0, lottery), run("lottery", 1, lottery), run("sm", 0, chance), run("sm", 1, flat)],
+        extra={"test_examples": 10_000},
+    )  # fmt: skip
+    frame = convergence_frame(outcome).set_index(["method", "seed"])
+    assert frame.loc[("dnw", 0), "converged"] and not frame.loc[("dnw", 1), "converged"]
+    assert not frame.loc[("lottery", 0), "converged"]  # its last phase, not the flat dense one
+    assert frame.loc[("sm", 0), "at_chance"] and not frame.loc[("sm", 1), "at_chance"]
+    table = pd.DataFrame(
+        [{"method": m, "sparsity": 0.0 if m == "dense" else 0.9} for m in ("dense", "dnw", "lottery", "sm")]
+    )
+    counted = with_convergence(table, convergence_frame(outcome)).set_index("method")
+    assert counted.loc["dense", "converged"] == "2/2" and counted.loc["dnw", "converged"] == "1/2"
+    assert counted.loc["lottery", "converged"] == "0/2" and counted.loc["sm", "at_chance"] == "1/2"
 
 
 # ------------------------------------------------------------------------------------------- attachment

@@ -27,8 +27,23 @@ from rewire.experiments.benchmark.config import LABELS, Config
 from rewire.experiments.benchmark.timing import cost_ratios
 from rewire.io import write_json
 from rewire.reporting import claims, plotting, results
+from rewire.reporting.convergence import DEFAULT_CHANCE_MARGIN_PTS, ConvergenceTest, chance_margin
 
-__all__ = ["report", "results_frame", "ranking", "cost_table", "curves_frame", "accuracy_vs_cost", "HEADLINE"]
+__all__ = [
+    "report",
+    "results_frame",
+    "ranking",
+    "convergence_frame",
+    "with_convergence",
+    "cost_table",
+    "curves_frame",
+    "accuracy_vs_cost",
+    "HEADLINE",
+    "CONVERGENCE",
+]
+
+CONVERGENCE = ConvergenceTest()  # the stated test of rewire.reporting.convergence, on each run's last phase
+CLASSES = {"cifar10": 10, "cifar100": 100}
 
 HEADLINE = {"top1": "best_sparse_top1_mean", "baseline_top1": "dense_top1_mean"}  # headline key -> details key
 
@@ -93,6 +108,44 @@ def ranking(frame: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
         rows.append(row("dense", sparsity, None, dense, best))
         rows += [row(m, sparsity, rank, block[m], best) for rank, m in enumerate(order, 1)]
     return pd.DataFrame(rows)
+
+
+def convergence_frame(outcome: Outcome, dataset: str = "cifar10", test: ConvergenceTest = CONVERGENCE) -> pd.DataFrame:
+    """One row per run: did its last phase converge by ``test`` (validation top-1 first), and is it at chance
+    (the final test top-1 against 100 / classes plus three binomial standard deviations on the test images)."""
+    classes = CLASSES.get(dataset, 10)
+    test_examples = outcome.extra.get("test_examples")
+    margin = chance_margin(classes, int(test_examples)) if test_examples else DEFAULT_CHANCE_MARGIN_PTS
+    rows = []
+    for run in outcome.runs:
+        history = run.get("history") or []
+        last = history[-1].get("phase") if history else None
+        records = [r for r in history if r.get("phase") == last]
+        verdict = test.judge(records, num_classes=classes, chance_margin_pts=margin)
+        rows.append(
+            {"method": run["method"], "sparsity": run["sparsity"], "seed": run["seed"], "converged": verdict.converged,
+             "at_chance": verdict.at_chance, "reason": verdict.reason}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=["method", "sparsity", "seed", "converged", "at_chance", "reason"])
+
+
+def with_convergence(table: pd.DataFrame, convergence: pd.DataFrame) -> pd.DataFrame:
+    """The ranking with ``converged`` ("2/3": runs that converged of the row's runs) and ``at_chance`` counts:
+    a row whose runs did not converge ranks an under-trained method, not the method."""
+    counts = {}
+    for (method, sparsity), group in convergence.groupby(["method", "sparsity"]):
+        counts[(method, sparsity)] = (
+            int(group["converged"].sum()),
+            int(group["at_chance"].fillna(False).sum()),
+            len(group),
+        )
+    out = table.copy()
+    dense_rows = convergence[convergence.method == "dense"]
+    dense = (int(dense_rows["converged"].sum()), int(dense_rows["at_chance"].fillna(False).sum()), len(dense_rows))
+    found = [dense if m == "dense" else counts.get((m, s), (0, 0, 0)) for m, s in zip(out["method"], out["sparsity"])]
+    out["converged"] = [f"{c}/{n}" for c, _, n in found]
+    out["at_chance"] = [f"{a}/{n}" for _, a, n in found]
+    return out
 
 
 def cost_table(ratios: pd.DataFrame, outcome: Outcome, sparsity: float) -> pd.DataFrame:
@@ -182,11 +235,17 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = results_frame(outcome)
-    table = ranking(frame)
+    convergence = convergence_frame(outcome, config.dataset)
+    table = with_convergence(ranking(frame), convergence)
     budget = _reductions(config, outcome)
     seeds = len(config.seeds)
     results.write_table(
-        table, out, "ranking", label, title=f"Benchmark: every method at the same budget ({seeds} seeds) · {budget}"
+        table,
+        out,
+        "ranking",
+        label,
+        title=f"Benchmark: every method at the same budget ({seeds} seeds) · {budget} · converged: "
+        f"{CONVERGENCE.describe()}",
     )
     ratios = cost_ratios(outcome.extra["step_seconds"])
     first = config.sparsities[0]
@@ -217,6 +276,8 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
         "train_seconds": outcome.extra.get("train_seconds"),
         "run_seconds": outcome.extra.get("run_seconds"),
         "timing": note,
+        "convergence_test": CONVERGENCE.describe(),
+        "convergence": convergence.to_dict(orient="records"),
     }
     for _, r in table[table.method != "dense"].iterrows():
         key = f"{r['method']}_{r['sparsity']:g}"
