@@ -131,7 +131,7 @@ PAPERS = (
                 "mobilenet_dnw",
                 "DNW Table 2: MobileNetV1-DNW and other ways to find its edges",
                 ("claims.md", "table2.md", "table5.md", "compact_timing.md", "table3_counts.md"),
-                ("table2.png", "wiring.png"),
+                ("table2.png", "wiring.png", "diagnostics.png"),
             ),
             Section(
                 "imagenet",
@@ -193,6 +193,21 @@ PAPERS = (
                 "Robust binary subnetworks: pruned random binary networks, adversarially trained",
                 ("claims.md", "table_robust.md", "table8_vanilla.md", "analysis.md", "cross_check.md"),
                 ("curves.png", "allocation.png", "masks_consecutive.png", "mask_layer.png"),
+            ),
+        ),
+    ),
+    Paper(
+        "benchmark",
+        "Benchmark",
+        "every method of the registry on one network at one sparsity and one budget (none of the papers has it)",
+        None,
+        "",
+        (
+            Section(
+                "benchmark",
+                "Every method at the same budget: ranking, training cost, inference MACs",
+                ("ranking.md", "cost.md"),
+                ("accuracy_vs_cost.png",),
             ),
         ),
     ),
