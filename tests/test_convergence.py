@@ -9,6 +9,7 @@ from rewire.reporting.convergence import (
     ConvergenceTest,
     at_chance,
     chance_margin,
+    held_out_examples,
 )
 
 
@@ -61,7 +62,7 @@ def test_validation_accuracy_three_points_below_its_best_at_a_one_point_margin_i
     result = ConvergenceTest(val_margin_pts=1.0).judge(history(losses, accuracies))
     assert not result.converged
     assert (result.accuracy_final, result.accuracy_best) == (50.0, 53.0)
-    assert "3.00 points below its best 53.00 (margin 1)" in result.reason
+    assert "3.00 points below its best 53.00 (margin 1.00)" in result.reason
     assert "training loss" not in result.reason  # the loss passed
     # the same history passes with a 3-point margin (the gap equals the margin: within it)
     assert ConvergenceTest(val_margin_pts=3.0).judge(history(losses, accuracies)).converged
@@ -108,6 +109,7 @@ def test_the_window_is_the_ceiling_of_the_fraction_and_leaves_an_epoch_before_it
         ("loss_rel_change", math.nan, "loss_rel_change=nan is impossible"),
         ("val_margin_pts", -1.0, "val_margin_pts=-1.0 is impossible: it must be >= 0"),
         ("min_epochs", 1, "min_epochs=1 is impossible"),
+        ("val_margin_sds", -2.0, "val_margin_sds=-2.0 is impossible: it must be >= 0"),
     ],
 )
 def test_an_impossible_threshold_stops_with_the_field_the_value_and_an_example(field, value, words):
@@ -147,3 +149,36 @@ def test_the_final_test_accuracy_is_checked_against_chance_when_classes_are_give
     assert not result.usable
     learned = history([2.0, 1.0, 0.8, 0.8, 0.8], [30.0, 50.0, 60.0, 61.0, 61.0], key="test_top1")
     assert ConvergenceTest().judge(learned, num_classes=10).at_chance is False
+
+
+def test_the_accuracy_margin_widens_to_two_binomial_sds_on_a_small_held_out_set():
+    # best 53 %, final 50 % (a 3-point gap), flat loss. On 600 images one sd of 53 % is
+    # 100 sqrt(0.53 * 0.47 / 600) = 2.0376 points: the margin is 4.075 and the run converged (sampling noise);
+    # on 5,000 images one sd is 0.7058: the margin is 1.412 and the 3-point drop is real
+    losses = [2.0, 1.2, 0.9, 0.7, 0.6, 0.55, 0.52, 0.5, 0.5, 0.5]
+    accuracies = [30.0, 40.0, 45.0, 48.0, 53.0, 52.0, 51.0, 50.0, 50.0, 50.0]
+    small = ConvergenceTest().judge(history(losses, accuracies), accuracy_examples=600)
+    assert small.converged, small.reason
+    assert small.accuracy_margin == pytest.approx(2 * 100 * math.sqrt(0.53 * 0.47 / 600))
+    assert small.accuracy_margin == pytest.approx(4.0751, abs=1e-4)
+    assert small.accuracy_examples == 600
+    large = ConvergenceTest().judge(history(losses, accuracies), accuracy_examples=5000)
+    assert not large.converged
+    assert large.accuracy_margin == pytest.approx(1.4117, abs=1e-4)
+    assert "(margin 1.41 on 5,000 images)" in large.reason
+    # the fixed 1 point is a floor: 2 sds on 100,000 images (0.32) do not narrow it
+    assert ConvergenceTest().accuracy_margin(53.0, 100_000) == 1.0
+    # without the count the margin is the fixed one, and 0 sds turn the widening off
+    assert ConvergenceTest().judge(history(losses, accuracies)).accuracy_margin == 1.0
+    assert ConvergenceTest(val_margin_sds=0.0).accuracy_margin(53.0, 600) == 1.0
+
+
+def test_held_out_examples_reads_the_split_the_accuracy_was_measured_on():
+    data = {"train_examples": 5400, "validation_examples": 600, "test_examples": 2000}
+    assert held_out_examples(data, "val_top1") == 600
+    assert held_out_examples(data, "test_top1") == 2000
+    assert held_out_examples(data) == 600  # judge's default: validation first
+    assert held_out_examples({"validation_examples": 0, "test_examples": 10000}) == 10000  # no validation split
+    assert held_out_examples({}) is None and held_out_examples(None) is None
+    with pytest.raises(ValueError, match="e.g. 5000"):
+        ConvergenceTest().accuracy_margin(50.0, 0)

@@ -225,15 +225,15 @@ def test_plan_sizes_per_scale():
         assert len({(s.row, s.seed) for s in specs}) == len(specs)
         assert {s.row for s in specs} == {p.name for p in config.points()}
         sizes[scale] = (len(config.points()), len(specs))
-    # smoke: 15 points x 1 seed; cpu: 11 table points x 3 seeds + 6 Figure 9 points x 1 seed; paper: 294 x 3
-    assert sizes == {"smoke": (15, 15), "cpu": (17, 39), "paper": (294, 882)}
+    # smoke: 15 points x 1 seed; cpu: 4 table points x 5 seeds + 4 x 3 + 4 budget points x 1 seed; paper: 294 x 3
+    assert sizes == {"smoke": (15, 15), "cpu": (12, 36), "paper": (294, 882)}
 
 
 def test_the_command_line_plans_every_scale(capsys):
     from rewire.__main__ import main
 
     assert main(["plan", "dpf_sweeps", "--scale", "cpu"]) == 0
-    assert "39 runs at scale 'cpu'" in capsys.readouterr().out
+    assert "36 runs at scale 'cpu'" in capsys.readouterr().out
     assert main(["plan", "dpf_sweeps", "--scale", "paper", "--only", "table2-resnet56/dpf_ft-0.95"]) == 0
     assert "3 runs at scale 'paper'" in capsys.readouterr().out
     assert main(["plan", "dpf_sweeps", "--scale", "smoke", "--set", "epochs=0"]) == 2

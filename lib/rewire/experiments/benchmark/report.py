@@ -116,12 +116,15 @@ def convergence_frame(outcome: Outcome, dataset: str = "cifar10", test: Converge
     classes = CLASSES.get(dataset, 10)
     test_examples = outcome.extra.get("test_examples")
     margin = chance_margin(classes, int(test_examples)) if test_examples else DEFAULT_CHANCE_MARGIN_PTS
+    validation_examples = outcome.extra.get("validation_examples") or None  # the held-out accuracy's images
     rows = []
     for run in outcome.runs:
         history = run.get("history") or []
         last = history[-1].get("phase") if history else None
         records = [r for r in history if r.get("phase") == last]
-        verdict = test.judge(records, num_classes=classes, chance_margin_pts=margin)
+        verdict = test.judge(
+            records, num_classes=classes, chance_margin_pts=margin, accuracy_examples=validation_examples
+        )
         rows.append(
             {"method": run["method"], "sparsity": run["sparsity"], "seed": run["seed"], "converged": verdict.converged,
              "at_chance": verdict.at_chance, "reason": verdict.reason}

@@ -48,6 +48,7 @@ __all__ = [
 
 CONVERGENCE = ConvergenceTest()  # the stated test (rewire.reporting.convergence): loss flat over the last fifth
 CIFAR_TEST_IMAGES = 10_000  # CIFAR-10 and CIFAR-100 test sets (Krizhevsky 2009): the chance margin's n
+CIFAR_TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 training sets (Krizhevsky 2009): the validation split's base
 RunKey = tuple[str, str, float, int]  # (model, method, target sparsity, seed)
 
 
@@ -65,6 +66,18 @@ def _classes(recipe: dict[str, Any]) -> int:
     return 100 if recipe.get("dataset") == "cifar100" else 10
 
 
+def _validation_examples(recipe: dict[str, Any]) -> int | None:
+    """About how many images the recipe's validation split holds (``validation_fraction`` of its training
+    images: ``train_per_class`` x classes, else the whole CIFAR training split), the scale of the validation
+    accuracy's noise the convergence margin reads; ``None`` without a validation split (test top-1 then)."""
+    fraction = float(recipe.get("validation_fraction") or 0.0)
+    if fraction <= 0:
+        return None
+    classes = _classes(recipe)
+    per_class = int(recipe.get("train_per_class") or 0) or CIFAR_TRAIN_IMAGES // classes
+    return max(1, round(fraction * per_class * classes))
+
+
 def run_convergence(points: Sequence[dict[str, Any]], test: ConvergenceTest = CONVERGENCE) -> dict[RunKey, Convergence]:
     """Every seed's convergence by ``test`` on its last phase's records (:func:`phase_records`), with the
     chance check of its final test top-1; the chance margin is :func:`chance_margin` of the run's test
@@ -74,11 +87,18 @@ def run_convergence(points: Sequence[dict[str, Any]], test: ConvergenceTest = CO
         recipe = point.get("recipe", {})
         classes = _classes(recipe)
         per_class = int(recipe.get("test_per_class") or 0)
-        margin = chance_margin(classes, per_class * classes if per_class else CIFAR_TEST_IMAGES)
+        test_images = per_class * classes if per_class else CIFAR_TEST_IMAGES
+        margin = chance_margin(classes, test_images)
+        held_out = _validation_examples(recipe) or test_images  # judge reads val_top1 where recorded, else test
         model = point.get("model", recipe.get("model", ""))
         for run in point["runs"]:
             key = (model, point["method"], float(point["sparsity"]), int(run["seed"]))
-            found[key] = test.judge(phase_records(run), num_classes=classes, chance_margin_pts=margin)
+            found[key] = test.judge(
+                phase_records(run),
+                num_classes=classes,
+                chance_margin_pts=margin,
+                accuracy_examples=held_out,
+            )
     return found
 
 

@@ -45,7 +45,13 @@ from rewire.experiments.mobilenet_dnw.rows import Row
 from rewire.io import write_json, write_text
 from rewire.reporting import claims as claims_module
 from rewire.reporting import plotting, results
-from rewire.reporting.convergence import DEFAULT_CHANCE_MARGIN_PTS, Convergence, ConvergenceTest, chance_margin
+from rewire.reporting.convergence import (
+    DEFAULT_CHANCE_MARGIN_PTS,
+    Convergence,
+    ConvergenceTest,
+    chance_margin,
+    held_out_examples,
+)
 
 __all__ = [
     "report",
@@ -237,9 +243,12 @@ def run_convergence(config: Config, outcome: Outcome, test: ConvergenceTest = CO
     classes = _num_classes(config, outcome)
     found = {}
     for (key, seed), result in outcome.extra.get("results", {}).items():
-        test_examples = result.record.get("config", {}).get("data", {}).get("test_examples")
+        data = result.record.get("config", {}).get("data", {})
+        test_examples = data.get("test_examples")
         margin = chance_margin(classes, int(test_examples)) if test_examples else DEFAULT_CHANCE_MARGIN_PTS
-        found[(key, seed)] = test.judge(result.records, num_classes=classes, chance_margin_pts=margin)
+        found[(key, seed)] = test.judge(
+            result.records, num_classes=classes, chance_margin_pts=margin, accuracy_examples=held_out_examples(data)
+        )
     return found
 
 

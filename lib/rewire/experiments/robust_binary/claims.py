@@ -144,6 +144,7 @@ def run_convergence(
                 num_classes=classes,
                 chance_margin_pts=margin,
                 final_key=clean,
+                accuracy_examples=run.row.validation_images or None,  # the robust validation's images
             )
     return found
 

@@ -29,7 +29,13 @@ from rewire.experiments.tiny_graphs.config import Config
 from rewire.io import write_json, write_text
 from rewire.models.tiny_graphs import GraphConfig, build_graph, count_parameters
 from rewire.reporting import claims, results
-from rewire.reporting.convergence import DEFAULT_CHANCE_MARGIN_PTS, Convergence, ConvergenceTest, chance_margin
+from rewire.reporting.convergence import (
+    DEFAULT_CHANCE_MARGIN_PTS,
+    Convergence,
+    ConvergenceTest,
+    chance_margin,
+    held_out_examples,
+)
 
 __all__ = [
     "report",
@@ -127,10 +133,14 @@ def run_convergence(config: Config, outcome: Outcome, test: ConvergenceTest = CO
     classes = len(OFFICIAL_RELEASES[config.dataset]["classes"])
     found = {}
     for run in outcome.runs:
-        test_examples = run.result.record.get("config", {}).get("data", {}).get("test_examples")
+        data = run.result.record.get("config", {}).get("data", {})
+        test_examples = data.get("test_examples")
         margin = chance_margin(classes, int(test_examples)) if test_examples else DEFAULT_CHANCE_MARGIN_PTS
         found[(run.setting, run.method, run.seed)] = test.judge(
-            run.result.records, num_classes=classes, chance_margin_pts=margin
+            run.result.records,
+            num_classes=classes,
+            chance_margin_pts=margin,
+            accuracy_examples=held_out_examples(data),
         )
     return found
 
