@@ -152,8 +152,9 @@ PAPERS = (
             Section(
                 "dpf_sweeps",
                 "DPF on CIFAR-10: methods x sparsity",
-                ("claims.md", "table1.md", "table2.md", "table5.md"),
+                ("claims.md", "table1.md", "table2.md", "table5.md", "budget_regime.md"),
                 (
+                    "budget_regime.png",
                     "accuracy_vs_sparsity.png",
                     "accuracy_vs_cost.png",
                     "mask_convergence.png",

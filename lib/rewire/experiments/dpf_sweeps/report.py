@@ -1,7 +1,8 @@
 """The DPF sweeps' report: every output of the DVC stage ``dpf_sweeps`` from an :class:`Outcome` (Lin et al. 2020).
 
 :func:`report` writes the tables beside the paper's numbers (:mod:`.tables`), the claims
-(:mod:`.claims`), the figures (:mod:`.figures`) and the plot data, at every scale (a table or claim
+(:mod:`.claims`), the figures (:mod:`.figures`), DPF against Incremental across budgets
+(:mod:`.regime`) and the plot data, at every scale (a table or claim
 a scale cannot compute says why), and returns the headline metrics (``metrics.json``: verdict
 counts and two accuracies; everything else in ``details.json``). Figure 10's overhead is measured here,
 by one paired benchmark of dense and DPF steps in this process (:func:`overhead_benchmark`,
@@ -23,6 +24,7 @@ from rewire.experiments.base import Outcome
 from rewire.experiments.dpf_sweeps.claims import claims, run_convergence, table_runs
 from rewire.experiments.dpf_sweeps.config import Config, Recipe
 from rewire.experiments.dpf_sweeps.overhead import OverheadBenchmark, benchmark_overhead
+from rewire.experiments.dpf_sweeps.regime import write_budget_regime
 from rewire.experiments.dpf_sweeps.tables import TABLES, lr_selection, paper_table, per_seed
 from rewire.io import write_json
 from rewire.reporting import claims as claims_module
@@ -145,6 +147,7 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     _write_tables(out, runs, label)
     plot_data(runs, config.model).to_csv(out / "plot_accuracy_vs_sparsity.csv", index=False)
     figures.draw_all(config, points, all_runs, runs, out, label)
+    write_budget_regime(points, out, label, config.model)  # DPF vs Incremental across budgets (issue 20)
 
     unstructured, _ = _sparsities(runs)
     top = max(unstructured) if unstructured else None
