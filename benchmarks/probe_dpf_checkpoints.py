@@ -88,9 +88,7 @@ def main() -> None:
         mine = [r for r in runs.values() if r["method"] == method]
         if mine:
             summary[method] = {
-                key: statistics.fmean(r[key] for r in mine)
-                for key in mine[0]
-                if key not in ("method", "seed")
+                key: statistics.fmean(r[key] for r in mine) for key in mine[0] if key not in ("method", "seed")
             } | {"runs": len(mine)}
     write_json(args.out, {"epochs": args.epochs, "checkpoints": str(root), "runs": runs, "mean": summary})
     for method, values in summary.items():

@@ -226,3 +226,27 @@ def test_diagnostics_table_csv_and_figure(tmp_path):
     assert len(lines) == 4 and lines[0].startswith("row,seed,record,step,epoch,abs_w_mean")
     figure = plot_diagnostics(table, tmp_path / "diagnostics.png")
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_diagnostics_summary_averages_seeds_per_row_at_the_kept_steps_and_the_last_epoch():
+    from rewire.experiments.mobilenet_dnw.diagnostics_figure import diagnostics_summary
+
+    def entry(row, seed, record, step=None, epoch=None, w=0.0, churn=math.nan):
+        return {"row": row, "seed": seed, "record": record, "step": step, "epoch": epoch, "abs_w_mean": w,
+                "churn": churn}  # fmt: skip
+
+    table = [
+        entry("dnw", 0, "step", step=5, w=1.0, churn=0.5), entry("dnw", 1, "step", step=5, w=3.0, churn=0.1),
+        entry("dnw", 0, "step", step=7, w=99.0),  # not a kept step
+        entry("dnw", 0, "epoch", epoch=1, w=10.0), entry("dnw", 0, "epoch", epoch=2, w=20.0),
+        entry("dnw", 1, "epoch", epoch=2, w=-4.0, churn=0.2),
+        entry("rg", 0, "step", step=5, w=0.25),
+    ]  # fmt: skip
+    summary = {(r["row"], r["at"]): r for r in diagnostics_summary(table, steps=(5,))}
+    assert set(summary) == {("dnw", "step 5"), ("dnw", "last epoch"), ("rg", "step 5")}
+    assert summary[("dnw", "step 5")]["abs_w_mean"] == 2.0 and summary[("dnw", "step 5")]["seeds"] == 2
+    assert summary[("dnw", "step 5")]["churn"] == pytest.approx(0.3)
+    # the last epoch of each seed (epoch 2 for both), not epoch 1: (20 + (-4)) / 2; a NaN churn is left out
+    assert summary[("dnw", "last epoch")]["abs_w_mean"] == 8.0 and summary[("dnw", "last epoch")]["churn"] == 0.2
+    assert summary[("rg", "step 5")]["abs_w_mean"] == 0.25 and summary[("rg", "step 5")]["seeds"] == 1
+    assert [r["at"] for r in diagnostics_summary(table, steps=(5,)) if r["row"] == "dnw"] == ["step 5", "last epoch"]

@@ -49,10 +49,17 @@ def _loss(method: str, epoch: int) -> float:
     return (0.1 if method == "dpf" else 0.05) * epoch  # DPF's loss twice Incremental's: the loss differences are signed
 
 
+def _updates(method: str, epoch: int) -> int:
+    """Mask updates in ``epoch``: DPF every PERIOD steps; Incremental once per epoch (Zhu & Gupta's Δt)."""
+    if method == "incremental":
+        return 1
+    return math.ceil(epoch * STEPS_PER_EPOCH / PERIOD) - math.ceil((epoch - 1) * STEPS_PER_EPOCH / PERIOD)
+
+
 def _run(method: str, epochs: int, seed: int, top1: float, steps_per_epoch: int = STEPS_PER_EPOCH) -> dict:
     history = [
         {"epoch": k, "phase": method, "step": k * steps_per_epoch, "train_loss": _loss(method, k),
-         "mask_updates": math.ceil(k * STEPS_PER_EPOCH / PERIOD) - math.ceil((k - 1) * STEPS_PER_EPOCH / PERIOD)}
+         "mask_updates": _updates(method, k)}
         for k in range(1, epochs + 1)
     ]  # fmt: skip
     # Figure 4's curve: 1 / (e + 1) of the entries still change after epoch e (DPF); Incremental's mask is frozen
@@ -171,3 +178,13 @@ def test_the_stage_declares_the_outputs():
     with open(Path(__file__).resolve().parents[1] / "dvc.yaml", encoding="utf-8") as handle:
         outs = [next(iter(o)) for o in yaml.safe_load(handle)["stages"]["dpf_sweeps"]["outs"]]
     assert {f"results/dpf_sweeps/{NAME}.{e}" for e in ("csv", "md", "png")} <= set(outs)
+
+
+def test_incremental_is_checked_against_one_update_per_ramp_epoch_not_dpfs_period():
+    points = _points(budgets=(20,))
+    incremental = next(p for p in points if p["method"] == "incremental" and p["sparsity"] == 0.9)
+    for record in incremental["runs"][0]["history"]:
+        record["mask_updates"] = _updates("dpf", record["epoch"])  # DPF's 33 in the ramp: wrong for Incremental
+    _, _, notes = budget_regime(points)
+    assert notes[0] == "main incremental seed 0: history records 33 mask updates in the ramp, the recipe gives 15"
+    assert not any("dpf seed" in note for note in notes)  # DPF's own count matches its period

@@ -207,10 +207,11 @@ def test_the_notebook_narrates():
 # ------------------------------------------------------------------------------------------ the plan
 
 
-@pytest.mark.parametrize(("scale", "size"), [("smoke", 12), ("cpu", 32), ("paper", 103)])
+@pytest.mark.parametrize(("scale", "size"), [("smoke", 12), ("cpu", 35), ("paper", 103)])
 def test_plan_sizes(scale, size):
     """paper: 8 selection runs (5 ρ + 3 λ, first seed) + 95 final ones (5 seeds x (6 rows + 5 ρ + the chosen λ +
-    3 α + 4 regular ρ)); smoke and cpu have no separate selection phase."""
+    3 α + 4 regular ρ)); cpu: 5 seeds x (5 rows + the complete graph + one ρ); smoke and cpu have no separate
+    selection phase."""
     specs = mobilenet_dnw.plan(Config.from_values(PARAMS[scale]["mobilenet_dnw"]))
     assert len(specs) == size
     assert len({spec.name for spec in specs}) == size  # no run twice
@@ -219,7 +220,10 @@ def test_plan_sizes(scale, size):
 
 
 def test_the_plan_trains_candidates_first_and_the_complete_graph_before_its_rows():
-    config = Config.from_values(PARAMS["cpu"]["mobilenet_dnw"])
+    # the issue-19 cpu design's choices (two ρ candidates, regular TD at the chosen one), on 3 seeds
+    block = {**PARAMS["cpu"]["mobilenet_dnw"], "td_rhos": [0.95, "gamma"], "td_regular_rhos": ["chosen"],
+             "seeds": [0, 1, 2]}  # fmt: skip
+    config = Config.from_values(block)
     names = [f"{spec.row}@{spec.seed}" for spec in mobilenet_dnw.plan(config)]
     assert names[:4] == ["td-0.95@0", "td-gamma@0", "td-chosen@1", "td-chosen@2"]
     assert names.index("complete@1") == names.index("lottery@1") - 1

@@ -5,7 +5,9 @@ Issue 20 (point 3). Every diagnosed run (:data:`rewire.experiments.mobilenet_dnw
 records. :func:`diagnostics_table` flattens them into one row per (run, record): ``row``, ``seed``, ``record``
 (``step`` or ``epoch``), ``step``, ``epoch``, the pooled numbers and one ``live_fraction_stage<i>`` /
 ``abs_w_mean_stage<i>`` column per stage; :func:`write_diagnostics_csv` writes it, :func:`plot_diagnostics`
-draws |w| mean, churn, the live fraction per stage and the hallucinated edges' gradient norm against the step.
+draws |w| mean, churn, the live fraction per stage and the hallucinated edges' gradient norm against the step;
+:func:`diagnostics_summary` averages each row's runs over seeds at a few steps and at the last epoch (the numbers
+the diagnostics page quotes, written as ``diagnostics_summary.csv``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 
 from rewire.io import atomic_path
 
-__all__ = ["COLUMNS", "diagnostics_table", "write_diagnostics_csv", "plot_diagnostics"]
+__all__ = ["COLUMNS", "diagnostics_table", "diagnostics_summary", "write_diagnostics_csv", "plot_diagnostics"]
+
+SUMMARY_STEPS = (0, 5, 10, 20, 40, 100)  # the steps the summary keeps (the graph locks in within ~40: issue 20)
 
 # the pooled numbers of a record, in the CSV's order (the per-stage columns follow)
 COLUMNS = (
@@ -83,6 +87,37 @@ def write_diagnostics_csv(source, path: str | os.PathLike) -> Path:
         writer.writeheader()
         writer.writerows(table)
     return Path(path)
+
+
+def diagnostics_summary(table: list[dict[str, Any]], steps: Iterable[int] = SUMMARY_STEPS) -> list[dict[str, Any]]:
+    """The mean over seeds of every numeric column of ``table`` (:func:`diagnostics_table`), per row, at each of
+    ``steps`` (step records; ``at`` = ``step <n>``) and at the last epoch record (``at`` = ``last epoch``), with
+    ``seeds``: the runs averaged. A step some seed did not record is averaged over the seeds that did."""
+    wanted = set(steps)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    last_epoch: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in table:
+        if entry["record"] == "step" and entry.get("step") in wanted:
+            groups.setdefault((entry["row"], f"step {entry['step']}"), []).append(entry)
+        elif entry["record"] == "epoch":
+            key = (entry["row"], entry["seed"])
+            if key not in last_epoch or (entry.get("epoch") or 0) > (last_epoch[key].get("epoch") or 0):
+                last_epoch[key] = entry
+    for (row, _), entry in last_epoch.items():
+        groups.setdefault((row, "last epoch"), []).append(entry)
+    summary = []
+    for (row, at), entries in groups.items():
+        out: dict[str, Any] = {"row": row, "at": at, "seeds": len(entries)}
+        for column in entries[0]:
+            if column in ("row", "seed", "record", "step", "epoch"):
+                continue
+            values = [
+                e[column] for e in entries if isinstance(e.get(column), (int, float)) and not math.isnan(e[column])
+            ]
+            out[column] = math.fsum(values) / len(values) if values else None
+        summary.append(out)
+    order = {f"step {n}": i for i, n in enumerate(sorted(wanted))} | {"last epoch": len(wanted)}
+    return sorted(summary, key=lambda r: (r["row"], order.get(r["at"], len(wanted) + 1)))
 
 
 def _series(table: list[dict[str, Any]], row: str, seed: int, column: str) -> tuple[list[float], list[float]]:

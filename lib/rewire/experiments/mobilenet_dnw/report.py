@@ -36,6 +36,7 @@ from rewire.data.sources import OFFICIAL_RELEASES
 from rewire.experiments.base import Outcome
 from rewire.experiments.mobilenet_dnw.config import Config
 from rewire.experiments.mobilenet_dnw.diagnostics_figure import (
+    diagnostics_summary,
     diagnostics_table,
     plot_diagnostics,
     write_diagnostics_csv,
@@ -396,6 +397,7 @@ def report(config: Config, outcome: Outcome, out_dir, label: dict[str, Any]) -> 
     # The graph diagnostics of every DNW-family and RG run (rewire.methods.dnw_diagnostics; issue 20, point 3)
     diagnosed = diagnostics_table(outcome)
     write_diagnostics_csv(diagnosed, out / "diagnostics.csv")
+    pd.DataFrame(diagnostics_summary(diagnosed), columns=None).to_csv(out / "diagnostics_summary.csv", index=False)
     if diagnosed:
         title = f"MobileNetV1-DNW: DNW against RG ({label.get('scale', '?')} scale)"
         plot_diagnostics(diagnosed, out / "diagnostics.png", title=title)
