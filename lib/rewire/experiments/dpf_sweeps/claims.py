@@ -63,19 +63,30 @@ def phase_records(run: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _classes(recipe: dict[str, Any]) -> int:
-    return 100 if recipe.get("dataset") == "cifar100" else 10
+    return dataset_classes(recipe.get("dataset", "cifar10"))
+
+
+def dataset_classes(dataset: str) -> int:
+    """Classes of a recipe's ``dataset``: CIFAR-100's 100, else CIFAR-10's 10."""
+    return 100 if dataset == "cifar100" else 10
+
+
+def split_per_class(dataset: str, train_per_class: int, validation_fraction: float) -> tuple[int, int]:
+    """``(training, validation)`` images per class of a recipe, as ``ImageDataset.train_validation_split`` holds
+    out ``validation_fraction`` of each class (rounded half up, at least one image); ``train_per_class`` 0 is
+    the whole CIFAR training split."""
+    per_class = train_per_class or CIFAR_TRAIN_IMAGES // dataset_classes(dataset)
+    held = 0 if validation_fraction == 0.0 else max(1, math.floor(validation_fraction * per_class + 0.5))
+    return per_class - held, held
 
 
 def _validation_examples(recipe: dict[str, Any]) -> int | None:
-    """About how many images the recipe's validation split holds (``validation_fraction`` of its training
-    images: ``train_per_class`` x classes, else the whole CIFAR training split), the scale of the validation
+    """The images of the recipe's validation split (:func:`split_per_class`), the scale of the validation
     accuracy's noise the convergence margin reads; ``None`` without a validation split (test top-1 then)."""
     fraction = float(recipe.get("validation_fraction") or 0.0)
-    if fraction <= 0:
-        return None
-    classes = _classes(recipe)
-    per_class = int(recipe.get("train_per_class") or 0) or CIFAR_TRAIN_IMAGES // classes
-    return max(1, round(fraction * per_class * classes))
+    dataset = recipe.get("dataset", "cifar10")
+    _, held = split_per_class(dataset, int(recipe.get("train_per_class") or 0), fraction)
+    return held * dataset_classes(dataset) or None
 
 
 def run_convergence(points: Sequence[dict[str, Any]], test: ConvergenceTest = CONVERGENCE) -> dict[RunKey, Convergence]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from rewire.experiments.dpf_sweeps.claims import phase_records
+from rewire.experiments.dpf_sweeps.claims import dataset_classes, phase_records, split_per_class
 from rewire.experiments.dpf_sweeps.config import Recipe
 from rewire.experiments.dpf_sweeps.runs import sparsity_schedule
 from rewire.io import write_text
@@ -38,7 +38,6 @@ __all__ = ["BUDGET_TAG", "METHODS", "NAME", "iterations_per_epoch", "regime", "b
 BUDGET_TAG = "fig-budget"  # scales.yaml: the figure-only budget entries (kept out of tables and claims)
 METHODS = ("dpf", "incremental")  # DPF against Zhu & Gupta's gradual pruning without feedback (DPF Table 2)
 NAME = "budget_regime"
-CIFAR_TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 training sets (Krizhevsky 2009), 5,000 / 500 per class
 DIFFERENCE = "dpf - incremental"
 READING = (
     "iterations = epochs x iterations_per_epoch (training images // batch); the ramp ends at ramp_end_epoch "
@@ -52,18 +51,11 @@ CURVE_COLUMNS = ("budget", "method", "seed", "epochs", "ramp_end_epoch", "fracti
 OUTCOMES = ("test_top1", "train_loss_ramp_last_half", "train_loss_final")  # paired in the difference rows
 
 
-def _classes(recipe: Recipe) -> int:
-    return 100 if recipe.dataset == "cifar100" else 10
-
-
 def iterations_per_epoch(recipe: Recipe) -> int:
-    """Optimizer steps per epoch: the training images (less the validation split, as
-    ``ImageDataset.train_validation_split`` holds out per class) // batch size (``drop_last``)."""
-    classes = _classes(recipe)
-    per_class = recipe.train_per_class or CIFAR_TRAIN_IMAGES // classes
-    fraction = recipe.validation_fraction
-    held = 0 if fraction == 0.0 else max(1, math.floor(fraction * per_class + 0.5))
-    return (per_class - held) * classes // recipe.batch_size
+    """Optimizer steps per epoch: the training images less the validation split
+    (:func:`~rewire.experiments.dpf_sweeps.claims.split_per_class`) // batch size (``drop_last``)."""
+    train, _ = split_per_class(recipe.dataset, recipe.train_per_class, recipe.validation_fraction)
+    return train * dataset_classes(recipe.dataset) // recipe.batch_size
 
 
 def regime(recipe: Recipe, sparsity: float) -> dict[str, int]:
