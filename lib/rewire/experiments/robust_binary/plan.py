@@ -31,7 +31,7 @@ RECIPE_FIELDS = ("optimizer", "momentum", "schedule", "milestones", "warmup_epoc
 
 # Fields added after runs were recorded, with the value those runs had: in the identity only when they differ, so the
 # recorded runs keep their directories (the attack protocol and the kept counts' rounding, issue 19)
-LATER_FIELDS = {"attack_protocol": "standard", "rounding": "floor"}
+LATER_FIELDS = {"attack_protocol": "standard", "rounding": "floor", "train_steps": None}
 
 
 def identity(row: Row) -> dict[str, Any]:

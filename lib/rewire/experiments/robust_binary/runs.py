@@ -177,11 +177,14 @@ def weight_count(model: nn.Module) -> int:
 class ProtocolPGDTraining(PGDTraining):
     """Algorithm 1's training attack under the row's ``attack_protocol``: ``standard`` = :class:`PGDTraining`
     (final iterate, ``attack_bn_mode``); ``authors`` = the authors' ``util/attack.py::PGD`` in training (the
-    per-sample worst iterate among iterates 0..steps-1, BN in train mode)."""
+    per-sample worst iterate among iterates 0..steps-1, BN in train mode). The row's ``train_steps``, where set,
+    replaces ``steps`` in training only (a reduced-cost PGD baseline; the evaluation attack keeps ``steps``)."""
 
     def attack_options(self) -> dict[str, Any]:
         row = self.setup
-        return {**super().attack_options(), "bn_mode": row.training_bn_mode, "worst_iterate": row.worst_iterate}
+        steps = row.steps if row.train_steps is None else row.train_steps
+        options = {**super().attack_options(), "bn_mode": row.training_bn_mode, "worst_iterate": row.worst_iterate}
+        return {**options, "steps": steps}
 
 
 class ProtocolFastATTATraining(FastATTATraining):
