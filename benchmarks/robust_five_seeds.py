@@ -7,7 +7,7 @@ checkpoints folder, so seeds 0-2 are found again by their hash, and writes the e
 (``rewire.experiments.robust_binary.report``: claims gated by convergence, tables, figures) into
 ``benchmarks/results/robust_five_seeds/``. The stage's committed results stay the 3-seed ones.
 
-    python benchmarks/robust_five_seeds.py [--seeds 0 1 2 3 4] [--checkpoints checkpoints]
+    python benchmarks/robust_five_seeds.py [--seeds 0 1 2 3 4] [--checkpoints checkpoints/robust_binary]
 
 About 23 minutes on 2 idle cores for seeds 3 and 4 (8 fast runs and 2 PGD-5 runs).
 """
@@ -36,7 +36,7 @@ def five_seed_values(values: dict, seeds: list[int]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--checkpoints", default="checkpoints/robust_binary")  # the stage's runs
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
