@@ -9,7 +9,7 @@ checkpoints folder, so seeds 0-2 are found again by their hash, and writes the e
 
     python benchmarks/robust_five_seeds.py [--seeds 0 1 2 3 4] [--checkpoints checkpoints/robust_binary]
 
-About 23 minutes on 2 idle cores for seeds 3 and 4 (8 fast runs and 2 PGD-5 runs).
+20.5 minutes on 2 idle cores for seeds 3 and 4 (8 fast runs and 2 PGD-5 runs), measured.
 """
 
 from __future__ import annotations
