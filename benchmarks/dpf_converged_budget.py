@@ -7,7 +7,7 @@ where no DPF run passes the stated convergence test, and its figure-only 40-epoc
 run's hash leaves out the seed list, so the stage's seed-0 runs are found again), on ``--seeds`` and writes,
 per method and seed, the test top-1 and the verdict of the stages' convergence test
 (``rewire.experiments.dpf_sweeps.claims.run_convergence``), and DPF - Incremental paired by seed with its
-two-sided 95 % Student-t interval (``rewire.reporting.claims.interval``). Nothing here enters the claims table:
+two-sided 95 % Student-t interval (the budget table's difference row, ``regime.budget_regime``). Nothing here enters the claims table:
 that reads the main grid.
 
     python benchmarks/dpf_converged_budget.py [--seeds 0 1 2] [--checkpoints checkpoints/dpf_sweeps]
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,10 +29,10 @@ from rewire.experiments import scales as params_module
 from rewire.experiments.base import RunContextSpec, RunSpec
 from rewire.experiments.dpf_sweeps.claims import run_convergence
 from rewire.experiments.dpf_sweeps.config import Config
+from rewire.experiments.dpf_sweeps.regime import DIFFERENCE, budget_regime
 from rewire.experiments.dpf_sweeps.runs import run_points
 from rewire.io import write_json
 from rewire.reporting import results
-from rewire.reporting.claims import interval
 
 TAG = "fig-budget-e40"  # scales.yaml, cpu.dpf_sweeps: the budget entry whose runs converge
 METHODS = ("dpf", "incremental")
@@ -49,26 +50,32 @@ def budget_values(values: dict, seeds: list[int]) -> dict:
 
 
 def summarise(points: list[dict]) -> dict:
-    """Per run: test top-1, final training loss, convergence; and DPF - Incremental paired by seed."""
+    """Per run: test top-1, final training loss, convergence; and DPF - Incremental paired by seed (the budget
+    table's difference row, :func:`rewire.experiments.dpf_sweeps.regime.budget_regime`)."""
     verdicts = run_convergence(points)
-    runs, top1 = [], {}
-    for point in points:
-        for run in point["runs"]:
-            seed = int(run["seed"])
-            verdict = verdicts[(point.get("model", ""), point["method"], float(point["sparsity"]), seed)]
-            top1[(point["method"], seed)] = float(run["test_top1"])
-            runs.append({
-                "method": point["method"], "seed": seed, "test_top1": float(run["test_top1"]),
-                "train_loss_final": float(run["history"][-1]["train_loss"]),
-                "converged": verdict.converged, "convergence": verdict.reason,
-            })  # fmt: skip
+    table, _, _ = budget_regime(points)
+    per_seed, (paired,) = table[table.method != DIFFERENCE], table[table.method == DIFFERENCE].to_dict("records")
+    models = {point["method"]: point.get("model", "") for point in points}
+    runs = []
+    for row in per_seed.to_dict("records"):
+        verdict = verdicts[(models[row["method"]], row["method"], float(row["sparsity"]), int(row["seed"]))]
+        runs.append({
+            "method": row["method"], "seed": int(row["seed"]), "test_top1": float(row["test_top1"]),
+            "train_loss_final": float(row["train_loss_final"]), "converged": verdict.converged,
+            "convergence": verdict.reason,
+        })  # fmt: skip
+    top1 = {(r["method"], r["seed"]): r["test_top1"] for r in runs}
     seeds = sorted({s for (m, s) in top1 if m == "dpf"} & {s for (m, s) in top1 if m == "incremental"})
-    differences = [top1[("dpf", s)] - top1[("incremental", s)] for s in seeds]
-    mean, low, high = interval(differences) if len(differences) >= 2 else (differences[0], None, None)
+    low, high = (None if math.isnan(v) else float(v) for v in (paired["top1_ci_low"], paired["top1_ci_high"]))
     return {
         "runs": runs,
         "paired_seeds": seeds,
-        "dpf_minus_incremental": {"mean": mean, "ci_low": low, "ci_high": high, "per_seed": differences},
+        "dpf_minus_incremental": {
+            "mean": float(paired["test_top1"]),
+            "ci_low": low,
+            "ci_high": high,
+            "per_seed": [top1[("dpf", s)] - top1[("incremental", s)] for s in seeds],
+        },  # fmt: skip
         "all_converged": all(r["converged"] for r in runs),
     }
 
@@ -100,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        print(f"error: --seeds {args.seeds} must be distinct non-negative integers, e.g. --seeds 0 1 2", file=sys.stderr)
+        print(
+            f"error: --seeds {args.seeds} must be distinct non-negative integers, e.g. --seeds 0 1 2", file=sys.stderr
+        )
         return 2
     scale, values = params_module.stage_values("dpf_sweeps", "params.yaml", "cpu")
     try:

@@ -1,22 +1,18 @@
 """benchmarks/bench_stage_speed.py: the JSON's structure, the ratios to the fp32 baseline, failures recorded."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from scripts import load_script
 
 from rewire.train.trainer import TrainingHparams
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "cifar10"
-SPEC = importlib.util.spec_from_file_location("bench_stage_speed", ROOT / "benchmarks" / "bench_stage_speed.py")
-bench = importlib.util.module_from_spec(SPEC)
-sys.modules[SPEC.name] = bench  # its dataclasses look their module up while the file runs
-SPEC.loader.exec_module(bench)
+bench = load_script("benchmarks/bench_stage_speed.py")
 
 EAGER_AND_BATCH = ["fp32", "bf16", "bf16_channels_last", "batch_x2_fp32", "batch_x2_best"]
 

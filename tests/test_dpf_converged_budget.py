@@ -1,19 +1,16 @@
 """benchmarks/dpf_converged_budget.py: the budget entry it trains, and its paired difference and verdicts."""
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 from rewire.experiments import scales as params_module
+from rewire.experiments.dpf_sweeps.config import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("dpf_converged_budget", ROOT / "benchmarks" / "dpf_converged_budget.py")
-bench = importlib.util.module_from_spec(SPEC)
-sys.modules[SPEC.name] = bench
-SPEC.loader.exec_module(bench)
+bench = load_script("benchmarks/dpf_converged_budget.py")
 
 
 def test_the_cpu_blocks_40_epoch_entry_is_cut_out_and_trained_on_the_seeds_asked():
@@ -30,14 +27,20 @@ def test_the_cpu_blocks_40_epoch_entry_is_cut_out_and_trained_on_the_seeds_asked
 def _point(method, top1_by_seed, losses):
     runs = []
     for seed, top1 in top1_by_seed.items():
-        history = [{"epoch": e + 1, "phase": method, "train_loss": loss, "val_top1": 50.0} for e, loss in enumerate(losses)]
+        history = [
+            {"epoch": e + 1, "phase": method, "train_loss": loss, "val_top1": 50.0} for e, loss in enumerate(losses)
+        ]
         runs.append({"seed": seed, "test_top1": top1, "history": history})
-    recipe = {"dataset": "cifar10", "train_per_class": 500, "validation_fraction": 0.1, "test_per_class": 0}
+    _, values = params_module.stage_values("dpf_sweeps", str(ROOT / "params.yaml"), "cpu")
+    recipe = Recipe.from_params({**values, "epochs": len(losses)}).as_dict()  # the cpu recipe, 10 epochs
     return {"method": method, "sparsity": 0.9, "model": "resnet20", "recipe": recipe, "runs": runs}
 
 
 def test_the_paired_difference_is_dpf_minus_incremental_by_seed_with_a_t_interval():
-    flat, falling = [2.0, 1.5, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], [2.0, 1.8, 1.6, 1.4, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7]
+    flat, falling = (
+        [2.0, 1.5, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        [2.0, 1.8, 1.6, 1.4, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7],
+    )
     dpf = _point("dpf", {0: 60.0, 1: 62.0, 2: 57.0}, flat)
     inc = _point("incremental", {0: 64.0, 1: 63.0, 2: 61.0}, falling)
     summary = bench.summarise([dpf, inc])

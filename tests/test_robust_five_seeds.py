@@ -1,17 +1,14 @@
 """benchmarks/robust_five_seeds.py: the cpu block on 5 seeds, its single-seed rows left on seed 0."""
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from scripts import load_script
 
 from rewire.experiments import scales as params_module
 from rewire.experiments.robust_binary import Config, plan
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("robust_five_seeds", ROOT / "benchmarks" / "robust_five_seeds.py")
-bench = importlib.util.module_from_spec(SPEC)
-sys.modules[SPEC.name] = bench
-SPEC.loader.exec_module(bench)
+bench = load_script("benchmarks/robust_five_seeds.py")
 
 
 def test_the_claims_rows_run_on_five_seeds_and_the_single_seed_rows_stay_on_seed_0():
