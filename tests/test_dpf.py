@@ -17,7 +17,7 @@ from rewire.experiments.dpf_sweeps.runs import Recipe, write_point
 from rewire.methods.dpf import GradualPruning, SparsitySchedule, second_decay_epoch
 from rewire.models import SmallConvNet
 from rewire.sparse.groups import MaskGroup, PruningRule
-from rewire.train.trainer import Trainer, TrainingHparams
+from rewire.train.trainer import Callback, Trainer, TrainingHparams
 
 NUM_CLASSES = 4
 
@@ -203,6 +203,60 @@ def test_dpf_resume_reaches_the_same_masks_and_metrics(tmp_path):
         {k: v for k, v in r.items() if k not in ("train_seconds", "data_seconds", "images_per_second")} for r in rs
     ]
     assert strip(resumed.history.records) == strip(full.history.records)
+
+
+class MaskTrace(Callback):
+    """The masks after every optimizer step (global step -> list of masks)."""
+
+    def __init__(self, group):
+        self.group, self.after_step = group, {}
+
+    def on_batch_end(self, trainer, loss) -> None:
+        self.after_step[trainer.global_step] = [m.clone() for m in self.group.masks()]
+
+
+def frozen_callbacks(freeze):
+    def callbacks_of(model):
+        (callback,), group = dpf_callbacks(model)
+        callback.freeze_at_final = freeze
+        return [callback, MaskTrace(group)], group
+
+    return callbacks_of
+
+
+def test_dpf_frozen_stops_updating_after_the_first_update_at_the_final_sparsity(tmp_path):
+    # ramp over epochs 0..2 (second decay at epoch 2), p = 2 and 6 steps per epoch: updates before steps
+    # 0, 2, ..., 16; the one before step 12 (epoch time 2.0) is the first at s_f = 0.8
+    runs = {}
+    for freeze in (False, True):
+        trainer, group = make_trainer(None, frozen_callbacks(freeze))
+        trainer.fit()
+        runs[freeze] = (trainer.history.records, trainer.callbacks[1].after_step, group)
+    (dpf_records, dpf_masks, _), (frozen_records, frozen_masks, frozen_group) = runs[False], runs[True]
+    assert [r["mask_updates"] for r in dpf_records] == [3, 3, 3]
+    assert [r["mask_updates"] for r in frozen_records] == [3, 3, 1]
+    for step in range(1, 14):  # identical training up to and including the update at the final sparsity
+        assert all(torch.equal(a, b) for a, b in zip(dpf_masks[step], frozen_masks[step])), step
+    for a, b in zip(dpf_records[:2], frozen_records[:2]):
+        assert (a["train_loss"], a["mask_flips"], a["sparsity"]) == (b["train_loss"], b["mask_flips"], b["sparsity"])
+    for step in range(14, 19):  # frozen: the mask of step 13 to the end
+        assert all(torch.equal(a, b) for a, b in zip(frozen_masks[13], frozen_masks[step])), step
+    assert any(not torch.equal(a, b) for a, b in zip(dpf_masks[13], dpf_masks[18]))  # DPF kept re-selecting
+    assert frozen_records[-1]["target_sparsity"] == 0.8
+    total = frozen_group.numel()
+    assert frozen_records[-1]["sparsity"] == round(0.8 * total) / total
+
+
+def test_a_checkpoint_of_the_other_freeze_setting_is_refused():
+    group = MaskGroup(tiny_model())
+    schedule = SparsitySchedule(final=0.5, end=1.0)
+    frozen = GradualPruning(group, PruningRule(), schedule, freeze_at_final=True)
+    plain = GradualPruning(group, PruningRule(), schedule)
+    state = plain.state_dict()
+    with pytest.raises(ValueError, match="freeze_at_final"):
+        frozen.load_state_dict(state)
+    del state["freeze_at_final"]  # a checkpoint from before the setting existed: plain DPF
+    plain.load_state_dict(state)
 
 
 def test_a_ramp_that_ends_after_the_last_update_is_refused():

@@ -132,6 +132,46 @@ def test_one_point_cli_still_needs_method_and_sparsity(capsys):
     assert "--grid" in capsys.readouterr().err
 
 
+def test_a_grid_entrys_part_picks_its_stage_and_runs_directory():
+    points = grid_points(
+        {
+            **BLOCK,
+            "grid": [
+                {"methods": ["dense", "dpf"], "sparsities": [0.9]},
+                {"tag": "late", "methods": ["snip"], "sparsities": [0.9], "part": 2},
+            ],
+        }
+    )
+    assert [(p.name, p.part) for p in points] == [("dense-0.0", 1), ("dpf-0.9", 1), ("late/snip-0.9", 2)]
+    assert [p.directory("results/runs").as_posix() for p in points] == [
+        "results/runs/dense-0.0",
+        "results/runs/dpf-0.9",
+        "results/runs_2/late/snip-0.9",
+    ]
+    with pytest.raises(ValueError, match="part"):
+        grid_points({**BLOCK, "grid": [{"methods": ["dpf"], "sparsities": [0.9], "part": 0}]})
+    with pytest.raises(ValueError, match="appears twice"):  # one point, two stages
+        grid_points({**BLOCK, "grid": [{"methods": ["dpf"], "sparsities": [0.9]},
+                                       {"methods": ["dpf"], "sparsities": [0.9], "part": 2}]})  # fmt: skip
+
+
+def test_the_cli_runs_one_part_and_lists_it_even_when_empty(tmp_path, capsys):
+    import json
+
+    params = tmp_path / "params.yaml"
+    params.write_text("scale: smoke\nsmoke:\n  dpf_sweeps:\n    epochs: 2\n    grid:\n"
+                      "      - {methods: [dpf], sparsities: [0.9]}\n")  # fmt: skip
+    out = tmp_path / "runs"
+    assert cli.main(["--grid", "--part", "2", "--out", str(out), "--params", str(params)]) == 0
+    assert json.loads((tmp_path / "runs_2" / "part.json").read_text()) == {"part": 2, "scale": "smoke", "points": []}
+    assert not out.exists() and sorted(p.name for p in (tmp_path / "runs_2").iterdir()) == ["part.json"]
+    assert cli.main(["--part", "2", "--method", "dpf", "--sparsity", "0.9", "--out", str(out)]) == 2
+    assert "with --grid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--grid", "--part", "two", "--out", str(out)])
+    assert "whole number" in capsys.readouterr().err
+
+
 def test_grid_point_names_match_the_report_reader():
     from rewire.experiments.dpf_sweeps import tables
 
@@ -225,15 +265,16 @@ def test_plan_sizes_per_scale():
         assert len({(s.row, s.seed) for s in specs}) == len(specs)
         assert {s.row for s in specs} == {p.name for p in config.points()}
         sizes[scale] = (len(config.points()), len(specs))
-    # smoke: 15 points x 1 seed; cpu: 4 table points x 5 seeds + 4 x 3 + 4 budget points x 1 seed; paper: 294 x 3
-    assert sizes == {"smoke": (15, 15), "cpu": (12, 36), "paper": (294, 882)}
+    # smoke: 15 points x 1 seed; cpu: 4 table points x 5 seeds + 5 x 3 (dpf_frozen included) + 4 budget points x
+    # 1 seed; paper: 294 x 3
+    assert sizes == {"smoke": (15, 15), "cpu": (13, 39), "paper": (294, 882)}
 
 
 def test_the_command_line_plans_every_scale(capsys):
     from rewire.__main__ import main
 
     assert main(["plan", "dpf_sweeps", "--scale", "cpu"]) == 0
-    assert "36 runs at scale 'cpu'" in capsys.readouterr().out
+    assert "39 runs at scale 'cpu'" in capsys.readouterr().out
     assert main(["plan", "dpf_sweeps", "--scale", "paper", "--only", "table2-resnet56/dpf_ft-0.95"]) == 0
     assert "3 runs at scale 'paper'" in capsys.readouterr().out
     assert main(["plan", "dpf_sweeps", "--scale", "smoke", "--set", "epochs=0"]) == 2

@@ -20,6 +20,7 @@ The same callback with other switches gives the baselines that differ from DPF i
 method            rule                        route         mask update                pruned weights
 ================  ==========================  ============  =========================  ============
 DPF               global, weight              straight      every p = 16 iterations    kept (feedback)
+DPF, frozen       global, weight              straight      every p = 16 until s_f     kept (feedback)
 structured DPF    global, filter, RMS norm    straight      every p = 16 iterations    kept (feedback)
 Incremental (ZG)  global, weight              masked        every epoch (Δt = 1)       zeroed, frozen
 SFP               per layer, filter, L2 norm  (none)        zeroed at every epoch end  zeroed, updated
@@ -79,6 +80,15 @@ before the final evaluation. The training stream is untouched (the loader's gene
 afterwards). It is a row of its own, beside ``sfp``, so the structured claim has a working baseline at a
 short budget while plain SFP keeps its own (gated) row.
 
+**``dpf_frozen``: DPF with its mask frozen once the ramp reaches the target (our variant, not Algorithm 1).**
+Algorithm 1 re-selects the mask every p iterations to the last one, so after the ramp DPF's mask keeps
+changing at the small learning rates of the last quarter. The unofficial DPF code most often used
+(INCHEON-CHO/Dynamic_Model_Pruning_with_Feedback, ``main.py``) stops the mask updates once the epoch passes
+the second decay, where its ramp ends; the dense weights keep training (feedback into weights that can no
+longer re-enter). ``dpf_frozen`` is DPF unchanged up to and including the first update at the final target
+s_f, after which the mask stays as it is. It is a row of its own: it tells whether DPF's deficit against
+Incremental comes from the mask updates after the ramp (issue 20).
+
 **``dpf_structured_bn``: the same recalibration for structured DPF, for fairness (measured, issue 20).** On
 ResNet-20 with 5,000 CIFAR-10 training images (500 per class), 2 epochs at lr 0.2 (decays at 70/90 %), update
 every 16 steps, bf16, 30 % of the filters, 2,000 test images: structured DPF evaluates at 10.0 % with its
@@ -111,6 +121,7 @@ __all__ = [
     "SoftFilterPruning",
     "BatchNormRecalibration",
     "RECALIBRATED_VARIANTS",
+    "FROZEN_VARIANTS",
     "SFP_BN_BATCHES",
     "DPF_UPDATE_EVERY",
     "GRADUAL_METHODS",
@@ -163,7 +174,8 @@ class GradualPruning(Callback):
 
     ``update_every``: iterations between mask updates (p of Algorithm 1), or ``None`` for
     once at the start of every epoch. ``zero_pruned``: set newly pruned dense weights and their
-    momentum to zero after each update (pruning without feedback). The mask is updated before
+    momentum to zero after each update (pruning without feedback). ``freeze_at_final``: no update
+    after the first one at the schedule's final sparsity (``dpf_frozen``). The mask is updated before
     the forward pass of step t when the update is due (Algorithm 1, line 2).
 
     Every epoch adds to the trainer's record: ``target_sparsity`` (s_t of the last update),
@@ -181,6 +193,7 @@ class GradualPruning(Callback):
         *,
         update_every: int | None = DPF_UPDATE_EVERY,
         zero_pruned: bool = False,
+        freeze_at_final: bool = False,
     ) -> None:
         if update_every is not None and (
             isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1
@@ -193,6 +206,7 @@ class GradualPruning(Callback):
         self.schedule = schedule
         self.update_every = update_every
         self.zero_pruned = zero_pruned
+        self.freeze_at_final = freeze_at_final
         self.last_flip_epoch = [torch.zeros(m.shape, dtype=torch.int32, device=m.device) for m in group.masks()]
         self.target = 0.0
         self._reset_epoch()
@@ -213,10 +227,15 @@ class GradualPruning(Callback):
                 f"would never be reached. Train longer or end the ramp earlier."
             )
 
+    @property
+    def frozen(self) -> bool:
+        """True once a ``freeze_at_final`` mask has been set at the final sparsity: no further update."""
+        return self.freeze_at_final and self.target == self.schedule.final
+
     def on_batch_start(self, trainer, inputs, targets):
         step = trainer.global_step
         period = self.update_every or trainer.batches_per_epoch
-        if step % period == 0:
+        if step % period == 0 and not self.frozen:
             self.update(trainer, step / trainer.batches_per_epoch)
         return None
 
@@ -268,6 +287,7 @@ class GradualPruning(Callback):
             "rule": asdict(self.rule),
             "update_every": self.update_every,
             "zero_pruned": self.zero_pruned,
+            "freeze_at_final": self.freeze_at_final,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -276,10 +296,11 @@ class GradualPruning(Callback):
             ("rule", asdict(self.rule)),
             ("update_every", self.update_every),
             ("zero_pruned", self.zero_pruned),
+            ("freeze_at_final", self.freeze_at_final),
         ):
-            if state[key] != mine:
+            if state.get(key, False) != mine:
                 raise ValueError(
-                    f"checkpoint was written with {key}={state[key]!r}, this run has {mine!r}; use a new run directory"
+                    f"checkpoint was written with {key}={state.get(key, False)!r}, this run has {mine!r}; use a new run directory"
                 )
         for mine, stored in zip(self.last_flip_epoch, state["last_flip_epoch"]):
             mine.copy_(stored)
@@ -443,6 +464,10 @@ GRADUAL_METHODS = {
 # (BatchNormRecalibration, SFP_BN_BATCHES batches). variant -> the method it recalibrates.
 RECALIBRATED_VARIANTS = {"sfp_bn": "sfp", "dpf_structured_bn": "dpf_structured"}
 GRADUAL_METHODS.update({variant: GRADUAL_METHODS[base] for variant, base in RECALIBRATED_VARIANTS.items()})
+# Our variant (not Algorithm 1): the method with its mask frozen after the first update at the final sparsity
+# (GradualPruning(freeze_at_final=True); the unofficial INCHEON-CHO code's behaviour). variant -> its method.
+FROZEN_VARIANTS = {"dpf_frozen": "dpf"}
+GRADUAL_METHODS.update({variant: GRADUAL_METHODS[base] for variant, base in FROZEN_VARIANTS.items()})
 
 
 def attach_gradual(
@@ -459,7 +484,12 @@ def attach_gradual(
     if period == "epoch_end":  # SFP: ``update_every`` does not apply
         return Attached(group, [SoftFilterPruning(group, rule, schedule), *after])
     callback = GradualPruning(
-        group, rule, schedule, update_every=update_every if period == "p" else None, zero_pruned=zero
+        group,
+        rule,
+        schedule,
+        update_every=update_every if period == "p" else None,
+        zero_pruned=zero,
+        freeze_at_final=method in FROZEN_VARIANTS,
     )
     return Attached(group, [callback, *after])
 
@@ -469,6 +499,10 @@ _GRADUAL_DOCS = {
         "DPF Algorithm 1",
         "global magnitude mask every p iterations; the gradient at the pruned model "
         "updates every dense weight (feedback).",
+    ),
+    "dpf_frozen": (
+        "DPF Algorithm 1, mask frozen at the end of the ramp (our variant; the unofficial INCHEON-CHO code)",
+        "DPF until the first mask update at the final sparsity; then the mask is fixed and the dense weights train on.",
     ),
     "dpf_structured": (
         "DPF Section 5.2",

@@ -35,7 +35,7 @@ from rewire.pipeline import validate
 from rewire.pipeline.params import ParamsError, load
 
 # The stages that decide the papers' central claims, and the cross-method benchmark (issue 20)
-EVIDENCE_STAGES = ("tiny_graphs", "mobilenet_dnw", "robust_binary", "dpf_runs", "dpf_sweeps", "benchmark")
+EVIDENCE_STAGES = ("tiny_graphs", "mobilenet_dnw", "robust_binary", "dpf_runs", "dpf_runs_2", "dpf_sweeps", "benchmark")
 RESULTS = "results"
 NEEDS_CUDA = ("gpu",)  # scales sized for a GPU: refused on a machine without CUDA
 

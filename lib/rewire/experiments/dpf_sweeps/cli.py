@@ -1,10 +1,13 @@
 """The DPF sweep's command line: every point of a scale's grid (the DVC stage ``dpf_runs``), or one point.
 
-    python -m rewire.experiments.dpf_sweeps --grid --out results/dpf_runs
+    python -m rewire.experiments.dpf_sweeps --grid --part 1 --out results/dpf_runs
     python -m rewire.experiments.dpf_sweeps --method dpf --sparsity 0.9 --out results/dpf_runs/dpf-0.9
 
 Each point's ``run.json`` (every seed) is written atomically into its own directory; the notebook
 ``03_dpf_sweeps.ipynb`` reads them. ``python -m rewire plan dpf_sweeps --scale cpu`` lists the runs.
+A grid entry's ``part`` says which stage trains it: ``--part 2`` runs only those and writes them under
+``<out>_2`` (:func:`~rewire.experiments.dpf_sweeps.config.part_dir`), with ``part.json`` listing them;
+``--grid`` alone runs every part.
 """
 
 from __future__ import annotations
@@ -16,21 +19,26 @@ import sys
 from rewire.data.datasets import CorruptDataError, DataNotFoundError
 from rewire.experiments import scales as params_module
 from rewire.experiments.base import RunContextSpec, RunSpec
-from rewire.experiments.dpf_sweeps.config import METHODS, Config, GridPoint, Recipe
+from rewire.experiments.dpf_sweeps.config import METHODS, Config, GridPoint, Recipe, part_dir
 from rewire.experiments.dpf_sweeps.runs import run_points, write_point
+from rewire.io import write_json
 from rewire.sparse.groups import check_sparsity
 from rewire.train import checkpoint as checkpoint_module
 
 __all__ = ["main", "STAGE"]
 
 STAGE = "dpf_sweeps"
+PART_FILE = "part.json"  # --grid --part N: the points of that part (the stage's output even where it has none)
 
 
 def _todo(args, values: dict, where: str) -> tuple[list[GridPoint], bool]:
     if args.grid:
         if args.method or args.sparsity is not None:
             raise ValueError("--grid runs the whole grid; leave out --method and --sparsity")
-        return Config.from_values(values, where=where).points(), True
+        points = Config.from_values(values, where=where).points()
+        return [p for p in points if args.part is None or p.part == args.part], True
+    if args.part is not None:
+        raise ValueError("--part selects part of the grid; use it with --grid")
     if args.method is None or args.sparsity is None:
         raise ValueError("give --method and --sparsity (one point), or --grid (the scale's whole grid)")
     if args.method not in METHODS:
@@ -44,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m rewire.experiments.dpf_sweeps", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--grid", action="store_true", help="run every point of the scale's `grid` (the DVC stage)")
+    parser.add_argument(
+        "--part", type=_part, help="with --grid: only the entries of this part (1: stage dpf_runs, 2: dpf_runs_2)"
+    )
     parser.add_argument("--method", help=f"one point: one of {', '.join(METHODS)}")
     parser.add_argument("--sparsity", type=float, help="one point: target sparsity over the pruned layers, e.g. 0.9")
     parser.add_argument(
@@ -86,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             path = write_point(point.directory(args.out) if whole_grid else args.out, found, label)
             top1 = ", ".join(f"{r['test_top1']:.2f}" for r in found["runs"])
             print(f"{point.name}: test top-1 {top1} -> {path}")
+        if whole_grid and args.part is not None:
+            listing = part_dir(args.out, args.part) / PART_FILE
+            write_json(listing, {"part": args.part, "scale": scale, "points": [p.name for p in todo]})
+            print(f"part {args.part}: {len(todo)} point(s) -> {listing}")
     except (
         params_module.ParamsError,
         ValueError,
@@ -104,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     return 0
+
+
+def _part(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--part must be a whole number >= 1 (a grid entry's `part`), got {text!r}")
+    return int(text)
 
 
 def _raise_keyboard_interrupt(signum, frame):

@@ -34,6 +34,7 @@ __all__ = [
     "Recipe",
     "GridEntry",
     "GridPoint",
+    "part_dir",
     "Config",
     "grid_points",
 ]
@@ -41,6 +42,7 @@ __all__ = [
 METHODS = (
     "dense",
     "dpf",
+    "dpf_frozen",
     "incremental",
     "snip",
     "oneshot_ft",
@@ -186,6 +188,15 @@ class GridEntry(ExperimentConfig):
     preset: str = field(default="", metadata=check(example="resnet_cifar", help="a paper recipe of presets.py"))
     overrides: dict[str, Any] = field(default_factory=dict, metadata=check(example={"update_every": 1}))
     note: str = field(default="", metadata=check(help="what the paper leaves open and our choice"))
+    part: int = field(
+        default=1,
+        metadata=check(
+            at_least=1,
+            example=2,
+            help="the training stage that runs it (1: dpf_runs, 2: dpf_runs_2), so that each fits its time budget; "
+            "not part of any run's identity",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -197,13 +208,21 @@ class GridPoint:
     recipe: Recipe | None
     tag: str = ""
     figure: str = ""
+    part: int = 1
 
     @property
     def name(self) -> str:
         return f"{self.tag}/{self.method}-{self.sparsity}" if self.tag else f"{self.method}-{self.sparsity}"
 
     def directory(self, runs_dir: str | os.PathLike) -> Path:
-        return Path(runs_dir) / self.name
+        return part_dir(runs_dir, self.part) / self.name
+
+
+def part_dir(runs_dir: str | os.PathLike, part: int) -> Path:
+    """The runs directory of grid part ``part``: ``runs_dir`` itself for part 1, ``<runs_dir>_<part>`` after
+    (the DVC stages ``dpf_runs`` and ``dpf_runs_2`` each own one, as DVC outputs may not overlap)."""
+    runs_dir = Path(runs_dir)
+    return runs_dir if part == 1 else runs_dir.with_name(f"{runs_dir.name}_{part}")
 
 
 @dataclass(frozen=True)
@@ -293,11 +312,12 @@ class Config(Recipe):
                 for position, sparsity in enumerate([0.0] if method == "dense" else entry.sparsities):
                     if method != "dense":
                         _check_target(sparsity, method, f"{where}.sparsities[{position}]")
-                    point = GridPoint(method, float(sparsity), recipe, entry.tag, entry.figure)
+                    point = GridPoint(method, float(sparsity), recipe, entry.tag, entry.figure, entry.part)
                     previous = points.get(point.name)
-                    if previous is not None and previous.recipe != recipe:
+                    if previous is not None and (previous.recipe, previous.part) != (recipe, entry.part):
                         raise ConfigError(
-                            f"{where}: {point.name} appears twice with different recipes; give one entry a distinct tag"
+                            f"{where}: {point.name} appears twice with different recipes or parts; "
+                            "give one entry a distinct tag"
                         )
                     points[point.name] = point
         return list(points.values())

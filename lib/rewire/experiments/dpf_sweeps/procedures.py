@@ -11,6 +11,7 @@ method                 phases (paper, algorithm)
 =====================  ======================================================================
 dense                  dense training (the "baseline on dense model" column)
 dpf                    DPF, Algorithm 1: global magnitude mask every 16 iterations, feedback
+dpf_frozen             DPF with its mask frozen once the ramp reaches the target (our variant: INCHEON-CHO's code)
 dpf_structured         DPF with filters ranked by L2 norm, one global threshold (Section 5.2)
 incremental            Zhu & Gupta (2017) gradual magnitude pruning, no feedback (Table 2, ZG)
 snip                   SNIP (Lee et al. 2019): saliency mask at initialisation, then training

@@ -37,15 +37,20 @@ __all__ = ["BUDGET_TAG", "METHODS", "NAME", "iterations_per_epoch", "regime", "b
 
 BUDGET_TAG = "fig-budget"  # scales.yaml: the figure-only budget entries (kept out of tables and claims)
 METHODS = ("dpf", "incremental")  # DPF against Zhu & Gupta's gradual pruning without feedback (DPF Table 2)
+# Our variant beside them where the grid has it (rewire.methods.dpf): DPF with its mask frozen after the ramp
+VARIANTS = ("dpf_frozen",)
 NAME = "budget_regime"
 DIFFERENCE = "dpf - incremental"
+# Paired rows per budget: name -> (a, b), a - b over the seeds both ran
+DIFFERENCES = {DIFFERENCE: ("dpf", "incremental"), "dpf_frozen - incremental": ("dpf_frozen", "incremental")}
 READING = (
     "iterations = epochs x iterations_per_epoch (training images // batch); the ramp ends at ramp_end_epoch "
     "(floor of the second decay's fraction x epochs); ramp_mask_updates / mask_updates_after_ramp: DPF's mask "
     "updates (every update_every steps) before / after it, where Incremental prunes once per epoch of the ramp "
     "(Zhu & Gupta's Δt = 1 epoch); flipping_after_ramp_pct: mask entries that still change after "
     f"the ramp (Figure 4). Rows `{DIFFERENCE}`: the paired means of DPF minus Incremental over the seeds both "
-    "ran (the top-1's 95 % Student-t interval with 2 seeds or more; one seed: the difference only).\n\n"
+    "ran (the top-1's 95 % Student-t interval with 2 seeds or more; one seed: the difference only); "
+    "`dpf_frozen - incremental` the same for our variant with DPF's mask frozen once the ramp ends.\n\n"
 )
 CURVE_COLUMNS = ("budget", "method", "seed", "epochs", "ramp_end_epoch", "fraction", "train_loss")
 OUTCOMES = ("test_top1", "train_loss_ramp_last_half", "train_loss_final")  # paired in the difference rows
@@ -79,7 +84,9 @@ def regime(recipe: Recipe, sparsity: float) -> dict[str, int]:
 def _selected(points: Sequence[dict[str, Any]], model: str | None) -> list[dict[str, Any]]:
     """The DPF and Incremental points of the main grid and of the budget entries, of ``model`` where it has any."""
     chosen = [
-        p for p in points if p["method"] in METHODS and (not p.get("tag") or str(p.get("tag")).startswith(BUDGET_TAG))
+        p
+        for p in points
+        if p["method"] in METHODS + VARIANTS and (not p.get("tag") or str(p.get("tag")).startswith(BUDGET_TAG))
     ]
     if model is not None and any(p.get("model") == model for p in chosen):
         chosen = [p for p in chosen if p.get("model", model) == model]
@@ -133,15 +140,17 @@ def _seed_row(point: dict[str, Any], run: dict[str, Any], shape: dict[str, int],
     }
 
 
-def _difference_row(rows: pd.DataFrame) -> dict[str, Any] | None:
-    """The paired DPF - Incremental row of one budget (seeds both methods ran); mean and 95 % t interval with >= 2."""
-    by_method = {m: rows[rows.method == m].set_index("seed") for m in METHODS}
-    seeds = sorted(set(by_method["dpf"].index) & set(by_method["incremental"].index), key=int)
+def _difference_row(rows: pd.DataFrame, name: str = DIFFERENCE) -> dict[str, Any] | None:
+    """The paired row ``name`` of :data:`DIFFERENCES` (a - b) of one budget, over the seeds both methods ran;
+    mean and 95 % t interval with >= 2 seeds. ``None`` where no seed has both."""
+    a, b = DIFFERENCES[name]
+    by_method = {m: rows[rows.method == m].set_index("seed") for m in (a, b)}
+    seeds = sorted(set(by_method[a].index) & set(by_method[b].index), key=int)
     if not seeds:
         return None
-    row = {"budget": rows.budget.iloc[0], "method": DIFFERENCE, "seed": "paired: " + " ".join(seeds)}
+    row = {"budget": rows.budget.iloc[0], "method": name, "seed": "paired: " + " ".join(seeds)}
     for column in OUTCOMES:
-        values = [float(by_method["dpf"].at[s, column] - by_method["incremental"].at[s, column]) for s in seeds]
+        values = [float(by_method[a].at[s, column] - by_method[b].at[s, column]) for s in seeds]
         row[column] = math.fsum(values) / len(values)
         if column == "test_top1":
             low, high = (
@@ -174,13 +183,14 @@ def budget_regime(
     table = []
     for budget, group in per_seed.groupby("budget", sort=False):
         table += group.to_dict("records")
-        difference = _difference_row(group)
-        if difference is None:
-            notes.append(f"{budget}: only {', '.join(sorted(set(group.method)))}; no paired difference")
-            continue
         shared = ("sparsity", "epochs", "iterations_per_epoch", "iterations", "ramp_end_epoch", "ramp_mask_updates",
                   "mask_updates_after_ramp", "epochs_at_full_sparsity")  # fmt: skip
-        table.append({**difference, **{k: group[k].iloc[0] for k in shared}})
+        for name in DIFFERENCES:
+            difference = _difference_row(group, name)
+            if difference is not None:
+                table.append({**difference, **{k: group[k].iloc[0] for k in shared}})
+            elif name == DIFFERENCE:
+                notes.append(f"{budget}: only {', '.join(sorted(set(group.method)))}; no paired difference")
     if not any(str(b).startswith(BUDGET_TAG) for b in per_seed.budget):
         notes.append(f"no budget entries (tags {BUDGET_TAG}*) in this grid: the main budget only")
     return pd.DataFrame(table), pd.DataFrame(curves, columns=CURVE_COLUMNS), notes
@@ -213,11 +223,13 @@ def _draw(table: pd.DataFrame, curves: pd.DataFrame, out: Path, label: dict[str,
 
     from rewire.experiments.dpf_sweeps.figures import _empty, _finish
 
-    runs = table[table.method.isin(METHODS)]
-    colours = {"dpf": "C0", "incremental": "C1"}
+    runs = table[table.method.isin(METHODS + VARIANTS)]
+    colours = {"dpf": "C0", "incremental": "C1", "dpf_frozen": "C2"}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for method, colour in colours.items():
         mine = runs[runs.method == method]
+        if mine.empty:
+            continue
         left.scatter(mine.iterations, mine.test_top1, color=colour, alpha=0.5, s=20)
         means = mine.groupby("iterations").test_top1.mean()
         left.plot(means.index, means.values, color=colour, marker="o", label=f"{method} (mean over seeds)")

@@ -40,7 +40,7 @@ TABLE_TITLES = {
 # The series of plot_accuracy_vs_sparsity.csv (dvc.yaml `plots`): every table method and the rewinds,
 # always as columns (empty where this scale's grid has no such run), one row per target sparsity run.
 PLOT_SERIES = (
-    "dense", "dpf", "dpf_ft", "dpf_rewind", "dpf_structured", "dpf_structured_bn", "dsr", "incremental", "incremental_ft",
+    "dense", "dpf", "dpf_frozen", "dpf_ft", "dpf_rewind", "dpf_structured", "dpf_structured_bn", "dsr", "incremental", "incremental_ft",
     "lottery", "oneshot_ft", "sfp", "sfp_bn", "sm", "snip",
 )  # fmt: skip
 # metrics.json: the verdict counts, DPF's top-1 at the highest unstructured sparsity and the dense baseline's.
