@@ -14,7 +14,7 @@ other lengths), it reads the final dense weights and masks of every pruned layer
 
 Writes ``benchmarks/results/dpf_checkpoints.json`` (numbers the DPF page quotes). No training.
 
-    python benchmarks/probe_dpf_checkpoints.py [--checkpoints checkpoints/dpf_sweeps] [--epochs 20]
+    python benchmarks/probe_dpf_checkpoints.py [--checkpoints checkpoints/dpf_sweeps] [--epochs 40]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", default="checkpoints/dpf_sweeps")
     parser.add_argument("--methods", nargs="+", default=["dpf", "incremental"])
-    parser.add_argument("--epochs", type=int, default=20, help="the runs' training length (the main grid's)")
+    parser.add_argument("--epochs", type=int, default=40, help="the runs' training length (the main grid's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dpf_checkpoints.json"))
     args = parser.parse_args()
 
