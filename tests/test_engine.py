@@ -373,6 +373,7 @@ def test_the_registry_knows_every_family_and_refuses_unknown_names():
     assert {"dnw", "dnw_no_update", "rg"} <= set(methods.names(family="dnw"))
     assert set(methods.names(family="dpf")) == {
         "dpf",
+        "dpf_frozen",
         "dpf_structured",
         "incremental",
         "sfp",
