@@ -188,3 +188,21 @@ def test_incremental_is_checked_against_one_update_per_ramp_epoch_not_dpfs_perio
     _, _, notes = budget_regime(points)
     assert notes[0] == "main incremental seed 0: history records 33 mask updates in the ramp, the recipe gives 15"
     assert not any("dpf seed" in note for note in notes)  # DPF's own count matches its period
+
+
+def test_the_frozen_variant_gets_its_own_rows_and_paired_difference_against_incremental():
+    # dpf_frozen on seeds 0 and 2 of the main budget only; Incremental's main finals are TOP1[20]["incremental"]
+    frozen = _point("dpf_frozen", 20, "", {0: 70.0, 2: 60.0})
+    table, _, notes = budget_regime([*_points(), frozen], model="resnet20")
+    rows = table[(table.method == "dpf_frozen")]
+    assert list(rows.budget) == ["main", "main"] and list(rows.seed) == ["0", "2"]
+    paired = table[table.method == "dpf_frozen - incremental"].set_index("budget")
+    assert list(paired.index) == ["main"]  # no frozen runs at the other budgets: no row, no note
+    incremental = TOP1[20]["incremental"]
+    expected = [70.0 - incremental[0], 60.0 - incremental[2]]
+    assert paired.loc["main", "seed"] == "paired: 0 2"
+    assert paired.loc["main", "test_top1"] == pytest.approx(sum(expected) / 2)
+    # the DPF - Incremental row is unchanged by the variant
+    base, _, _ = budget_regime(_points(), model="resnet20")
+    assert table[table.method == DIFFERENCE].test_top1.tolist() == base[base.method == DIFFERENCE].test_top1.tolist()
+    assert notes == []

@@ -130,6 +130,8 @@ __all__ = [
 ]
 
 DPF_UPDATE_EVERY = 16  # DPF Appendix A.1: "we trigger the mask update every p = 16 iterations" (Table 9)
+# GradualPruning state keys that older checkpoints lack, with the behaviour they were written with
+_STATE_DEFAULTS = {"freeze_at_final": False}
 # sfp_bn: training batches the batch-norm statistics are recomputed on after SFP's final zeroing (the 40
 # batches of the measurement above, 5,120 images at batch 128; a shorter loader is read once to its end)
 SFP_BN_BATCHES = 40
@@ -298,9 +300,10 @@ class GradualPruning(Callback):
             ("zero_pruned", self.zero_pruned),
             ("freeze_at_final", self.freeze_at_final),
         ):
-            if state.get(key, False) != mine:
+            stored = state[key] if key in state else _STATE_DEFAULTS[key]
+            if stored != mine:
                 raise ValueError(
-                    f"checkpoint was written with {key}={state.get(key, False)!r}, this run has {mine!r}; use a new run directory"
+                    f"checkpoint was written with {key}={stored!r}, this run has {mine!r}; use a new run directory"
                 )
         for mine, stored in zip(self.last_flip_epoch, state["last_flip_epoch"]):
             mine.copy_(stored)

@@ -82,7 +82,8 @@ def regime(recipe: Recipe, sparsity: float) -> dict[str, int]:
 
 
 def _selected(points: Sequence[dict[str, Any]], model: str | None) -> list[dict[str, Any]]:
-    """The DPF and Incremental points of the main grid and of the budget entries, of ``model`` where it has any."""
+    """The DPF and Incremental points (and :data:`VARIANTS`) of the main grid and of the budget entries, of
+    ``model`` where it has any."""
     chosen = [
         p
         for p in points
@@ -140,7 +141,7 @@ def _seed_row(point: dict[str, Any], run: dict[str, Any], shape: dict[str, int],
     }
 
 
-def _difference_row(rows: pd.DataFrame, name: str = DIFFERENCE) -> dict[str, Any] | None:
+def _difference_row(rows: pd.DataFrame, name: str) -> dict[str, Any] | None:
     """The paired row ``name`` of :data:`DIFFERENCES` (a - b) of one budget, over the seeds both methods ran;
     mean and 95 % t interval with >= 2 seeds. ``None`` where no seed has both."""
     a, b = DIFFERENCES[name]

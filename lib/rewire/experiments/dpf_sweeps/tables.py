@@ -41,7 +41,7 @@ PAPER_RESNET20 = paper.PAPER_RESNET20
 # Column order of the paper's tables.
 TABLES = {
     "table1": ("dense", "snip", "sm", "dsr", "dpf"),
-    # dpf_frozen and *_bn: our variants (rewire.methods.dpf), no paper number
+    # dpf_frozen: our variant (DPF's mask frozen once the ramp ends, rewire.methods.dpf), no paper number
     "table2": ("dense", "oneshot_ft", "incremental", "incremental_ft", "dpf", "dpf_ft", "dpf_frozen"),
     # *_bn: our variants (batch-norm statistics recomputed after the last step), no paper number
     "table5": ("dense", "sfp", "sfp_bn", "dpf_structured", "dpf_structured_bn"),
